@@ -1,0 +1,102 @@
+"""Reading a request body from the lowest layer, bounded by a cap, for WSGI and ASGI.
+
+Framework body helpers silently truncate or empty chunked bodies in some versions (Werkzeug 3.1
+truncates an oversized chunked body to the limit; Django under WSGI empties it), so adapters read
+the bytes themselves with these functions and never trust a framework's copy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any, BinaryIO
+
+from webhook_guard.exceptions import (
+    IncompleteBody,
+    InvalidContentLength,
+    LengthRequired,
+    PayloadTooLarge,
+)
+
+_READ_SIZE = 64 * 1024
+
+ASGIMessage = MutableMapping[str, Any]
+ASGIReceive = Callable[[], Awaitable[ASGIMessage]]
+
+
+def parse_content_length(value: str | None, cap: int) -> int | None:
+    """The declared length, None when absent; refuse junk and anything over ``cap`` up front."""
+    if value is None or value == "":
+        return None
+    value = value.strip()
+    if not value.isdigit() or not value.isascii():
+        raise InvalidContentLength("Content-Length is not a non-negative integer")
+    if len(value) > 18 or int(value) > cap:
+        raise PayloadTooLarge(f"Content-Length {value[:20]} is over the {cap}-byte cap")
+    return int(value)
+
+
+def read_wsgi_body(environ: MutableMapping[str, Any], cap: int) -> bytes:
+    """The raw body of a WSGI request, at most ``cap`` bytes, or a ``Rejected``."""
+    stream: BinaryIO = environ["wsgi.input"]
+    chunked = "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower()
+    declared = None if chunked else parse_content_length(environ.get("CONTENT_LENGTH"), cap)
+    if declared is not None:
+        body = _read_exact(stream, declared)
+        if len(body) < declared:
+            raise IncompleteBody(f"the client sent {len(body)} of {declared} declared bytes")
+        return body
+    if not environ.get("wsgi.input_terminated"):
+        if chunked:
+            # PEP 3333 lets a server hand over a chunked stream it cannot terminate; reading it
+            # could block forever, and verifying the empty body Django would see is wrong.
+            raise LengthRequired("this server cannot pass a chunked body: send Content-Length")
+        return b""
+    return _read_until_end(stream, cap)
+
+
+def _read_exact(stream: BinaryIO, size: int) -> bytes:
+    parts: list[bytes] = []
+    remaining = size
+    while remaining > 0:
+        chunk = stream.read(min(remaining, _READ_SIZE))
+        if not chunk:
+            break
+        parts.append(chunk)
+        remaining -= len(chunk)
+    return b"".join(parts)
+
+
+def _read_until_end(stream: BinaryIO, cap: int) -> bytes:
+    buffer = bytearray()
+    while True:
+        chunk = stream.read(min(_READ_SIZE, cap + 1 - len(buffer)))
+        if not chunk:
+            return bytes(buffer)
+        buffer += chunk
+        if len(buffer) > cap:
+            raise PayloadTooLarge(f"chunked body passed the {cap}-byte cap")
+
+
+class ClientDisconnected(Exception):
+    """The ASGI client went away before its body was complete: there is nobody to answer."""
+
+
+async def read_asgi_body(receive: ASGIReceive, declared: int | None, cap: int) -> bytes:
+    """The raw body from ASGI ``http.request`` messages, counting bytes as they arrive."""
+    parts: list[bytes] = []
+    total = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnected
+        chunk = message.get("body", b"")
+        if chunk:
+            total += len(chunk)
+            if total > cap:
+                raise PayloadTooLarge(f"body passed the {cap}-byte cap")
+            parts.append(chunk)
+        if not message.get("more_body", False):
+            break
+    if declared is not None and total != declared:
+        raise IncompleteBody(f"received {total} bytes where Content-Length said {declared}")
+    return parts[0] if len(parts) == 1 else b"".join(parts)

@@ -1,0 +1,82 @@
+"""The unit of work: one accepted delivery, exactly as it arrived."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+
+def new_delivery_id() -> str:
+    """Our own id for an accepted request: unique, URL-safe, no secret in it."""
+    return uuid.uuid4().hex
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One accepted delivery as a handler sees it.
+
+    ``body`` holds the raw bytes the sender signed. ``headers`` are the request's headers less
+    any credential (Authorization, Cookie, ...). ``attempt`` is 1-based and set by the worker.
+    """
+
+    id: str
+    endpoint: str
+    body: bytes
+    headers: tuple[tuple[str, str], ...] = ()
+    event_type: str | None = None
+    dedupe_key: str | None = None
+    received_at: float = 0.0
+    scheme: str = ""
+    attempt: int = 1
+    _parsed: list[Any] = field(default_factory=list, repr=False, compare=False)
+
+    @property
+    def body_sha256(self) -> str:
+        return hashlib.sha256(self.body).hexdigest()
+
+    def json(self) -> Any:
+        """The body parsed as JSON, once, on first use."""
+        if not self._parsed:
+            self._parsed.append(json.loads(self.body))
+        return self._parsed[0]
+
+    def header(self, name: str) -> str | None:
+        lowered = name.lower()
+        return next((v for k, v in self.headers if k == lowered), None)
+
+    def to_envelope(self) -> dict[str, Any]:
+        """A JSON-safe dict for queues that carry text (body in base64, sha256 kept)."""
+        return {
+            "v": 1,
+            "id": self.id,
+            "endpoint": self.endpoint,
+            "scheme": self.scheme,
+            "event_type": self.event_type,
+            "dedupe_key": self.dedupe_key,
+            "received_at": self.received_at,
+            "headers": [list(h) for h in self.headers],
+            "body_b64": base64.b64encode(self.body).decode("ascii"),
+            "body_sha256": self.body_sha256,
+            "attempt": self.attempt,
+        }
+
+    @classmethod
+    def from_envelope(cls, envelope: dict[str, Any]) -> Delivery:
+        body = base64.b64decode(envelope["body_b64"])
+        if hashlib.sha256(body).hexdigest() != envelope["body_sha256"]:
+            raise ValueError(f"delivery {envelope['id']}: body does not match its sha256")
+        return cls(
+            id=envelope["id"],
+            endpoint=envelope["endpoint"],
+            body=body,
+            headers=tuple((str(k), str(v)) for k, v in envelope["headers"]),
+            event_type=envelope.get("event_type"),
+            dedupe_key=envelope.get("dedupe_key"),
+            received_at=float(envelope["received_at"]),
+            scheme=envelope.get("scheme", ""),
+            attempt=int(envelope.get("attempt", 1)),
+        )

@@ -1,0 +1,354 @@
+"""The Guard: one webhook endpoint's settings, its handlers, and the response contract.
+
+``Guard.receive(method, path, headers, body) -> Outcome`` is the whole of what an adapter
+calls: cap -> verify -> build the Delivery -> dedupe + durable enqueue -> 200. Handlers run
+later, in the worker, never inside the request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fnmatch
+import hashlib
+import inspect
+import logging
+import time
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, TypeVar
+
+from webhook_guard.core import outcome
+from webhook_guard.core.config import GuardConfig, WorkerMode
+from webhook_guard.core.delivery import Delivery, new_delivery_id
+from webhook_guard.core.headers import Headers, HeadersLike
+from webhook_guard.core.queue import Enqueued, Queue, Rejection
+from webhook_guard.core.retry import RetryPolicy
+from webhook_guard.core.schemes import HmacScheme, Verified, get_scheme
+from webhook_guard.exceptions import (
+    ConfigurationError,
+    MethodNotAllowed,
+    PayloadTooLarge,
+    QueueUnavailable,
+    Rejected,
+)
+
+logger = logging.getLogger("webhook_guard")
+
+Handler = Callable[[Delivery], Any]
+H = TypeVar("H", bound=Handler)
+Clock = Callable[[], float]
+CATCH_ALL = "*"
+
+
+class Guard:
+    """One webhook endpoint: who may send (scheme + secrets), where deliveries go, who handles them.
+
+    Args:
+        secret: the signing secret, or several (all valid at once while rotating).
+        scheme: a preset name (``cloudaipilot``, ``github``, ``stripe``, ``standard``,
+            ``slack``, ``shopify``) or an ``HmacScheme``.
+        queue: a ``Queue`` object, a ``sqlite:///path`` URL or a path; default
+            ``WEBHOOK_GUARD_DB`` or ``./webhook_guard.db``.
+        endpoint: name that scopes dedupe keys and labels the history.
+        max_body_bytes: the cap; larger bodies get 413 and are not read past it.
+        tolerance_seconds: how far a signed timestamp may be from now, either way.
+        worker: ``"embedded"`` runs handlers in a thread of each web process, started on first
+            use; ``"external"`` leaves them to ``webhook-guard worker``.
+        retry: attempts and backoff for failing handlers.
+        lease_seconds: how long a worker's claim lasts without a heartbeat.
+        clock: returns Unix seconds; inject one in tests.
+        insecure_dev_mode: accept unsigned requests. Refused unless set, and logged loudly.
+    """
+
+    def __init__(
+        self,
+        secret: str | Sequence[str] | None = None,
+        *,
+        scheme: str | HmacScheme = "cloudaipilot",
+        queue: Queue | str | None = None,
+        endpoint: str = "default",
+        max_body_bytes: int | None = None,
+        tolerance_seconds: float | None = None,
+        worker: WorkerMode = "embedded",
+        retry: RetryPolicy | None = None,
+        lease_seconds: float = 60.0,
+        clock: Clock = time.time,
+        insecure_dev_mode: bool = False,
+        config: GuardConfig | None = None,
+    ) -> None:
+        if config is None:
+            secrets = (secret,) if isinstance(secret, str) else tuple(secret or ())
+            config = GuardConfig(
+                secrets=secrets,
+                scheme=scheme if isinstance(scheme, str) else scheme.name,
+                queue=queue if isinstance(queue, str) else None,
+                endpoint=endpoint,
+                max_body_bytes=max_body_bytes or GuardConfig.max_body_bytes,
+                tolerance_seconds=tolerance_seconds,
+                worker=worker,
+                retry=retry or RetryPolicy(),
+                lease_seconds=lease_seconds,
+                insecure_dev_mode=insecure_dev_mode,
+            )
+        self.config = config
+        self.scheme = get_scheme(
+            scheme if isinstance(scheme, HmacScheme) else config.scheme,
+            tolerance=config.tolerance_seconds,
+        )
+        self._keys = tuple(self.scheme.key_for(s) for s in config.secrets)
+        if not self._keys:
+            if not config.insecure_dev_mode:
+                raise ConfigurationError(
+                    f"endpoint {config.endpoint!r}: no webhook secret configured. Set the secret "
+                    "(e.g. WEBHOOK_SECRET); only for local development pass insecure_dev_mode=True"
+                )
+            logger.critical(
+                "INSECURE: endpoint %r accepts UNSIGNED webhooks (insecure_dev_mode). "
+                "Anyone can send it anything. Never run this in production.",
+                config.endpoint,
+            )
+        self.queue: Queue = queue if queue is not None and not isinstance(queue, str) else _open_queue(config.queue)
+        self.clock = clock
+        self._handlers: list[tuple[str, Handler]] = []
+        self._runtime: Any = None  # the embedded worker, created on first use in this process
+
+    def __repr__(self) -> str:
+        return f"<Guard endpoint={self.endpoint!r} scheme={self.scheme.name!r}>"
+
+    @property
+    def endpoint(self) -> str:
+        return self.config.endpoint
+
+    @property
+    def max_body_bytes(self) -> int:
+        return self.config.max_body_bytes
+
+    @property
+    def retry_policy(self) -> RetryPolicy:
+        return self.config.retry
+
+    # -- handlers ----------------------------------------------------------------------------
+
+    def on(self, *event_types: str) -> Callable[[H], H]:
+        """Register a handler for event types (glob patterns allowed); none means every event.
+
+        ``@guard.on("invoice.paid")``, ``@guard.on("invoice.*", "charge.failed")``, ``@guard.on()``.
+        """
+        patterns = event_types or (CATCH_ALL,)
+
+        def register(handler: H) -> H:
+            self.add_handler(handler, *patterns)
+            return handler
+
+        return register
+
+    def add_handler(self, handler: Handler, *event_types: str) -> None:
+        for pattern in event_types or (CATCH_ALL,):
+            self._handlers.append((pattern, handler))
+
+    def handlers_for(self, event_type: str | None) -> list[Handler]:
+        """The handlers a delivery of ``event_type`` runs, in registration order, each once."""
+        found: list[Handler] = []
+        for pattern, handler in self._handlers:
+            matches = pattern == CATCH_ALL or (
+                event_type is not None and fnmatch.fnmatchcase(event_type, pattern)
+            )
+            if matches and handler not in found:
+                found.append(handler)
+        return found
+
+    def dispatch(self, delivery: Delivery) -> int:
+        """Run every matching handler on ``delivery``; return how many ran. Exceptions propagate:
+        the worker turns them into a retry or a dead letter."""
+        handlers = self.handlers_for(delivery.event_type)
+        for handler in handlers:
+            result = handler(delivery)
+            if inspect.isawaitable(result):
+                asyncio.run(_await(result))
+        return len(handlers)
+
+    # -- the request path --------------------------------------------------------------------
+
+    def receive(
+        self,
+        method: str,
+        path: str,
+        headers: HeadersLike,
+        body: bytes,
+        *,
+        remote_addr: str | None = None,
+    ) -> Outcome:
+        """Answer one webhook request: verify, enqueue durably, and say what happened."""
+        try:
+            delivery = self.admit(method, headers, body)
+        except Rejected as error:
+            rejection = self._rejection(error, method, path, body, remote_addr)
+            _never_crash(self.queue.record_rejection, rejection)
+            return outcome.rejected(error)
+        try:
+            result = self.queue.enqueue(delivery)
+        except Exception as error:
+            return self._unavailable(error)
+        self._after_enqueue(result.status)
+        return self._accepted(result.status, result.delivery_id)
+
+    async def areceive(
+        self,
+        method: str,
+        path: str,
+        headers: HeadersLike,
+        body: bytes,
+        *,
+        remote_addr: str | None = None,
+    ) -> Outcome:
+        """``receive`` for ASGI: the durable writes run off the event loop."""
+        try:
+            delivery = self.admit(method, headers, body)
+        except Rejected as error:
+            rejection = self._rejection(error, method, path, body, remote_addr)
+            await _anever_crash(self.queue.arecord_rejection(rejection))
+            return outcome.rejected(error)
+        try:
+            result = await self.queue.aenqueue(delivery)
+        except Exception as error:
+            return self._unavailable(error)
+        self._after_enqueue(result.status)
+        return self._accepted(result.status, result.delivery_id)
+
+    def reject(
+        self,
+        error: Rejected,
+        method: str,
+        path: str,
+        *,
+        body: bytes = b"",
+        remote_addr: str | None = None,
+    ) -> Outcome:
+        """The answer to a request an adapter refused before it had the body (e.g. too large)."""
+        _never_crash(
+            self.queue.record_rejection, self._rejection(error, method, path, body, remote_addr)
+        )
+        return outcome.rejected(error)
+
+    async def areject(
+        self,
+        error: Rejected,
+        method: str,
+        path: str,
+        *,
+        body: bytes = b"",
+        remote_addr: str | None = None,
+    ) -> Outcome:
+        rejection = self._rejection(error, method, path, body, remote_addr)
+        await _anever_crash(self.queue.arecord_rejection(rejection))
+        return outcome.rejected(error)
+
+    def admit(self, method: str, headers: HeadersLike, body: bytes) -> Delivery:
+        """Check method, size and signature; return the Delivery to enqueue or raise ``Rejected``."""
+        if method.upper() != "POST":
+            raise MethodNotAllowed(f"{method} is not POST")
+        if len(body) > self.max_body_bytes:
+            raise PayloadTooLarge(f"body of {len(body)} bytes is over the {self.max_body_bytes}-byte cap")
+        request_headers = Headers(headers)
+        verified = self._verify(request_headers, body)
+        return Delivery(
+            id=new_delivery_id(),
+            endpoint=self.endpoint,
+            body=body,
+            headers=tuple(request_headers.safe_items()),
+            event_type=verified.event_type,
+            dedupe_key=verified.delivery_key,
+            received_at=self.clock(),
+            scheme=self.scheme.name,
+        )
+
+    def _verify(self, headers: Headers, body: bytes) -> Verified:
+        if not self._keys:  # insecure_dev_mode, refused at start-up otherwise
+            return Verified(None, self.scheme._event_type(headers, body), None, -1)
+        return self.scheme.verify(headers, body, self._keys, self.clock())
+
+    def _rejection(
+        self, error: Rejected, method: str, path: str, body: bytes, remote_addr: str | None
+    ) -> Rejection:
+        logger.warning(
+            "webhook rejected: %s %s from %s: %s (%s)",
+            method,
+            path,
+            remote_addr or "?",
+            error.code,
+            error.hint,
+            extra={"webhook_guard_reason": error.code, "webhook_guard_endpoint": self.endpoint},
+        )
+        return Rejection(
+            received_at=self.clock(),
+            endpoint=self.endpoint,
+            method=method,
+            path=path,
+            remote_addr=remote_addr,
+            reason=error.code,
+            hint=error.hint,
+            body_size=len(body),
+            body_sha256=hashlib.sha256(body).hexdigest() if body else None,
+        )
+
+    def _unavailable(self, error: Exception) -> Outcome:
+        cause = error if isinstance(error, QueueUnavailable) else QueueUnavailable(str(error))
+        logger.error("webhook not accepted, queue unavailable: %s", cause, exc_info=error)
+        return outcome.unavailable(cause)
+
+    def _accepted(self, status: Enqueued, delivery_id: str) -> Outcome:
+        if status is Enqueued.DUPLICATE:
+            return outcome.duplicate(delivery_id)
+        return outcome.accepted(delivery_id)
+
+    def _after_enqueue(self, status: Enqueued) -> None:
+        if status is Enqueued.NEW and self.config.worker == "embedded":
+            _never_crash(self.ensure_worker)
+
+    # -- the embedded worker -----------------------------------------------------------------
+
+    def ensure_worker(self) -> None:
+        """Start this process's embedded worker if it is not running (safe after fork)."""
+        if self._runtime is None:
+            from webhook_guard.worker import EmbeddedRuntime
+
+            self._runtime = EmbeddedRuntime(self)
+        self._runtime.ensure_started()
+
+    def stop_worker(self, timeout: float = 5.0) -> None:
+        if self._runtime is not None:
+            self._runtime.stop(timeout)
+
+
+# Re-exported here so adapters need one import.
+Outcome = outcome.Outcome
+
+
+def _open_queue(url: str | None) -> Queue:
+    from webhook_guard.queues import open_queue
+
+    return open_queue(url)
+
+
+async def _await(awaitable: Any) -> Any:
+    return await awaitable
+
+
+def _never_crash(function: Callable[..., Any], *args: Any) -> None:
+    """Secondary work (history of rejections, starting the worker) must not fail a request."""
+    try:
+        function(*args)
+    except Exception:
+        logger.exception("webhook_guard: %s failed (ignored)", getattr(function, "__name__", function))
+
+
+async def _anever_crash(awaitable: Any) -> None:
+    try:
+        await awaitable
+    except Exception:
+        logger.exception("webhook_guard: recording a rejection failed (ignored)")
+
+
+def handlers_summary(guard: Guard) -> Iterable[str]:
+    """One line per registered handler, for the CLI and logs."""
+    for pattern, handler in guard._handlers:
+        yield f"{pattern}: {getattr(handler, '__qualname__', repr(handler))}"

@@ -1,0 +1,69 @@
+"""The neutral response every adapter renders byte for byte: the response contract."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from webhook_guard.exceptions import QueueUnavailable, Rejected
+
+# Seconds a sender should wait after a 503 before retrying.
+RETRY_AFTER_SECONDS = 5
+
+_REASONS = {
+    200: "OK",
+    400: "Bad Request",
+    401: "Unauthorized",
+    405: "Method Not Allowed",
+    411: "Length Required",
+    413: "Content Too Large",
+    503: "Service Unavailable",
+}
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """Status, headers and body of the answer to one webhook request."""
+
+    status: int
+    headers: tuple[tuple[str, str], ...]
+    body: bytes
+
+    @property
+    def reason(self) -> str:
+        return _REASONS.get(self.status, "")
+
+    @property
+    def status_line(self) -> str:
+        """``"200 OK"``: what WSGI's ``start_response`` wants."""
+        return f"{self.status} {self.reason}"
+
+
+def json_outcome(status: int, payload: dict[str, str], *extra: tuple[str, str]) -> Outcome:
+    body = json.dumps(payload, separators=(", ", ": ")).encode("ascii")
+    headers = (("Content-Type", "application/json"), ("Content-Length", str(len(body))), *extra)
+    return Outcome(status, headers, body)
+
+
+def accepted(delivery_id: str) -> Outcome:
+    return json_outcome(200, {"status": "ok", "id": delivery_id})
+
+
+def duplicate(delivery_id: str) -> Outcome:
+    return json_outcome(200, {"status": "duplicate", "id": delivery_id})
+
+
+def rejected(error: Rejected) -> Outcome:
+    extra: tuple[tuple[str, str], ...] = ()
+    if error.status == 405:
+        extra = (("Allow", "POST"),)
+    elif error.status == 413:
+        # The rest of an oversized body is not read, so the connection cannot be reused.
+        extra = (("Connection", "close"),)
+    return json_outcome(error.status, {"error": error.code}, *extra)
+
+
+def unavailable(error: QueueUnavailable) -> Outcome:
+    return json_outcome(
+        error.status, {"error": error.code}, ("Retry-After", str(RETRY_AFTER_SECONDS))
+    )

@@ -1,0 +1,135 @@
+"""Every error webhook_guard raises, in one tree.
+
+::
+
+    WebhookGuardError
+    ├── ConfigurationError              a setting is missing or wrong; raised at start-up
+    ├── Rejected                        a request we refuse; carries .status and .code
+    │   ├── MissingSignature            400 missing_signature
+    │   ├── MalformedSignature          400 malformed_signature
+    │   ├── MissingTimestamp            400 missing_timestamp
+    │   ├── MalformedTimestamp          400 malformed_timestamp
+    │   ├── IncompleteBody              400 incomplete_body
+    │   ├── InvalidContentLength        400 invalid_content_length
+    │   ├── LengthRequired              411 length_required
+    │   ├── SignatureMismatch           401 signature_mismatch
+    │   ├── TimestampOutOfTolerance     401 timestamp_out_of_tolerance
+    │   ├── MethodNotAllowed            405 method_not_allowed
+    │   └── PayloadTooLarge             413 payload_too_large
+    ├── QueueUnavailable                the store/broker failed; 503 + Retry-After
+    └── HandlerSignal                   raised by handlers to steer the worker
+        ├── Retry                       run again later (``after`` seconds)
+        └── PermanentFailure            dead-letter now, do not retry
+
+Messages name the header or setting at fault; they never contain a secret or an expected
+digest. ``Rejected.hint`` is for logs and the delivery history only, never for the sender.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConfigurationError",
+    "HandlerSignal",
+    "IncompleteBody",
+    "InvalidContentLength",
+    "LengthRequired",
+    "MalformedSignature",
+    "MalformedTimestamp",
+    "MethodNotAllowed",
+    "MissingSignature",
+    "MissingTimestamp",
+    "PayloadTooLarge",
+    "PermanentFailure",
+    "QueueUnavailable",
+    "Rejected",
+    "Retry",
+    "SignatureMismatch",
+    "TimestampOutOfTolerance",
+    "WebhookGuardError",
+]
+
+
+class WebhookGuardError(Exception):
+    """Root of every error raised by webhook_guard."""
+
+
+class ConfigurationError(WebhookGuardError):
+    """A setting is missing or invalid. Raised when the Guard is built, never per request."""
+
+
+class Rejected(WebhookGuardError):
+    """A request we refuse. ``code`` goes to the sender; ``hint`` only to logs and history."""
+
+    status: int = 400
+    code: str = "rejected"
+
+    def __init__(self, hint: str = "") -> None:
+        super().__init__(hint or self.code)
+        self.hint = hint
+
+
+class MissingSignature(Rejected):
+    status, code = 400, "missing_signature"
+
+
+class MalformedSignature(Rejected):
+    status, code = 400, "malformed_signature"
+
+
+class MissingTimestamp(Rejected):
+    status, code = 400, "missing_timestamp"
+
+
+class MalformedTimestamp(Rejected):
+    status, code = 400, "malformed_timestamp"
+
+
+class IncompleteBody(Rejected):
+    status, code = 400, "incomplete_body"
+
+
+class InvalidContentLength(Rejected):
+    status, code = 400, "invalid_content_length"
+
+
+class LengthRequired(Rejected):
+    status, code = 411, "length_required"
+
+
+class SignatureMismatch(Rejected):
+    status, code = 401, "signature_mismatch"
+
+
+class TimestampOutOfTolerance(Rejected):
+    status, code = 401, "timestamp_out_of_tolerance"
+
+
+class MethodNotAllowed(Rejected):
+    status, code = 405, "method_not_allowed"
+
+
+class PayloadTooLarge(Rejected):
+    status, code = 413, "payload_too_large"
+
+
+class QueueUnavailable(WebhookGuardError):
+    """The queue or store could not durably accept a delivery; the sender must retry."""
+
+    status = 503
+    code = "queue_unavailable"
+
+
+class HandlerSignal(WebhookGuardError):
+    """Base of the exceptions a handler raises on purpose to steer the worker."""
+
+
+class Retry(HandlerSignal):
+    """Ask the worker to run this delivery again, ``after`` seconds from now at the earliest."""
+
+    def __init__(self, after: float | None = None, reason: str = "") -> None:
+        super().__init__(reason or (f"retry requested after {after}s" if after else "retry"))
+        self.after = after
+
+
+class PermanentFailure(HandlerSignal):
+    """Dead-letter this delivery now: retrying cannot help."""

@@ -1,0 +1,582 @@
+"""The embedded durable queue and delivery history, in one SQLite file.
+
+- WAL; ``synchronous=FULL`` by default ("power" durability: a 200 survives power loss),
+  ``NORMAL`` on request ("process" durability: survives kill -9, not power loss).
+- Dedupe and enqueue happen in one transaction; dedupe keys live in their own table so that
+  purging old deliveries never forgets a key inside its window (7 days by default).
+- Concurrent enqueues in one process share a commit (and its fsync): the first caller to get the
+  commit lock writes everything queued so far; the others find their work done.
+- Workers claim with ``BEGIN IMMEDIATE`` and a lease with a fencing token, so a crashed worker's
+  delivery comes back after the lease and a stale worker cannot ack.
+- No connection exists before it is first used in a process and thread, so a gunicorn
+  ``--preload`` fork never inherits one (sqlite.org/howtocorrupt.html §2.6).
+
+This module imports nothing outside the standard library and webhook_guard.core.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from webhook_guard.core.delivery import Delivery
+from webhook_guard.core.queue import EnqueueResult, Enqueued, Rejection
+from webhook_guard.exceptions import ConfigurationError, QueueUnavailable
+
+Durability = Literal["power", "process"]
+DEFAULT_DEDUPE_SECONDS = 7 * 24 * 3600
+DEFAULT_RETENTION_SECONDS = 30 * 24 * 3600
+DEFAULT_MAX_REJECTIONS = 10_000
+# Below the sender's usual 10 s timeout, so a locked database answers 503 instead of timing out.
+BUSY_TIMEOUT_MS = 5000
+
+STATUSES = ("queued", "processing", "processed", "retrying", "dead")
+FAILED_STATUSES = ("retrying", "dead")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS deliveries (
+    id          TEXT PRIMARY KEY,
+    endpoint    TEXT NOT NULL,
+    scheme      TEXT NOT NULL,
+    event_type  TEXT,
+    dedupe_key  TEXT,
+    received_at REAL NOT NULL,
+    headers     TEXT NOT NULL,
+    body        BLOB NOT NULL,
+    body_sha256 TEXT NOT NULL,
+    status      TEXT NOT NULL DEFAULT 'queued',
+    attempts    INTEGER NOT NULL DEFAULT 0,
+    run_at      REAL NOT NULL,
+    lease_until REAL,
+    lease_token TEXT,
+    last_error  TEXT,
+    updated_at  REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries(status, run_at);
+CREATE INDEX IF NOT EXISTS deliveries_received ON deliveries(received_at);
+CREATE TABLE IF NOT EXISTS dedupe (
+    endpoint    TEXT NOT NULL,
+    key         TEXT NOT NULL,
+    delivery_id TEXT NOT NULL,
+    expires_at  REAL NOT NULL,
+    PRIMARY KEY (endpoint, key)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS attempts (
+    id          INTEGER PRIMARY KEY,
+    delivery_id TEXT NOT NULL,
+    attempt     INTEGER NOT NULL,
+    started_at  REAL NOT NULL,
+    finished_at REAL,
+    outcome     TEXT,
+    error       TEXT,
+    traceback   TEXT
+);
+CREATE INDEX IF NOT EXISTS attempts_delivery ON attempts(delivery_id, id);
+CREATE TABLE IF NOT EXISTS rejections (
+    id          INTEGER PRIMARY KEY,
+    received_at REAL NOT NULL,
+    endpoint    TEXT NOT NULL,
+    method      TEXT NOT NULL,
+    path        TEXT NOT NULL,
+    remote_addr TEXT,
+    reason      TEXT NOT NULL,
+    hint        TEXT NOT NULL,
+    body_size   INTEGER NOT NULL,
+    body_sha256 TEXT
+);
+CREATE INDEX IF NOT EXISTS rejections_received ON rejections(received_at);
+"""
+
+_INSERT_DELIVERY = """
+INSERT INTO deliveries (id, endpoint, scheme, event_type, dedupe_key, received_at, headers,
+                        body, body_sha256, status, run_at, updated_at)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?)
+"""
+# An expired key no longer dedupes: the upsert takes it over (changes() == 1 again).
+_CLAIM_KEY = """
+INSERT INTO dedupe (endpoint, key, delivery_id, expires_at) VALUES (?, ?, ?, ?)
+ON CONFLICT (endpoint, key) DO UPDATE
+    SET delivery_id = excluded.delivery_id, expires_at = excluded.expires_at
+    WHERE dedupe.expires_at < ?
+"""
+_INSERT_REJECTION = """
+INSERT INTO rejections (received_at, endpoint, method, path, remote_addr, reason, hint,
+                        body_size, body_sha256)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+"""
+_NEXT_DUE = """
+SELECT id FROM deliveries
+ WHERE (status IN ('queued', 'retrying') AND run_at <= :now)
+    OR (status = 'processing' AND lease_until < :now)
+ ORDER BY run_at, received_at LIMIT 1
+"""
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """A delivery leased to one worker; ``token`` fences every later write about it."""
+
+    delivery: Delivery
+    token: str
+
+
+@dataclass(frozen=True)
+class AttemptRecord:
+    attempt: int
+    started_at: float
+    finished_at: float | None
+    outcome: str | None
+    error: str | None
+    traceback: str | None
+
+
+@dataclass(frozen=True)
+class DeliveryRecord:
+    """One accepted delivery as the history shows it."""
+
+    id: str
+    endpoint: str
+    scheme: str
+    event_type: str | None
+    dedupe_key: str | None
+    received_at: float
+    status: str
+    attempts: int
+    run_at: float
+    last_error: str | None
+    updated_at: float
+    body_size: int
+    body_sha256: str
+    headers: tuple[tuple[str, str], ...] = ()
+    body: bytes = b""
+    attempt_log: tuple[AttemptRecord, ...] = field(default=())
+
+
+@dataclass(frozen=True)
+class RejectionRecord:
+    id: int
+    received_at: float
+    endpoint: str
+    method: str
+    path: str
+    remote_addr: str | None
+    reason: str
+    hint: str
+    body_size: int
+    body_sha256: str | None
+
+
+class _Pending:
+    """One write waiting for the next group commit."""
+
+    __slots__ = ("delivery", "done", "error", "rejection", "result")
+
+    def __init__(self, delivery: Delivery | None = None, rejection: Rejection | None = None) -> None:
+        self.delivery = delivery
+        self.rejection = rejection
+        self.done = False
+        self.result: EnqueueResult | None = None
+        self.error: BaseException | None = None
+
+
+class SQLiteQueue:
+    """Durable queue + delivery history in one SQLite file (WAL), shared by every process on a host.
+
+    Args:
+        path: the database file; created with its schema on first use.
+        durability: ``"power"`` (``synchronous=FULL``, the default) or ``"process"``
+            (``synchronous=NORMAL``: survives a killed process, not a power cut).
+        dedupe_seconds: how long a delivery id keeps deduping (at least a sender's retry horizon).
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str] = "webhook_guard.db",
+        *,
+        durability: Durability = "power",
+        dedupe_seconds: float = DEFAULT_DEDUPE_SECONDS,
+        busy_timeout_ms: int = BUSY_TIMEOUT_MS,
+    ) -> None:
+        if durability not in ("power", "process"):
+            raise ConfigurationError("SQLiteQueue durability must be 'power' or 'process'")
+        self.path = os.fspath(path)
+        self.durability: Durability = durability
+        self.dedupe_seconds = dedupe_seconds
+        self.busy_timeout_ms = busy_timeout_ms
+        self._local = threading.local()
+        self._pid: int | None = None
+        self._guard_lock = threading.Lock()
+        self._pending: list[_Pending] = []
+        self._pending_lock = threading.Lock()
+        self._commit_lock = threading.Lock()
+        self.enqueued = threading.Event()  # wakes this process's embedded worker
+
+    def __repr__(self) -> str:
+        return f"<SQLiteQueue {self.path!r} durability={self.durability}>"
+
+    # -- connections -------------------------------------------------------------------------
+
+    def _connection(self) -> sqlite3.Connection:
+        pid = os.getpid()
+        if self._pid != pid:
+            with self._guard_lock:
+                if self._pid != pid:
+                    # Forked: inherited connections and locks are the parent's. Drop them unused.
+                    self._local = threading.local()
+                    self._pending = []
+                    self._pending_lock = threading.Lock()
+                    self._commit_lock = threading.Lock()
+                    self.enqueued = threading.Event()
+                    self._pid = pid
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._connect()
+            self._local.conn = conn
+        return conn
+
+    def _connect(self) -> sqlite3.Connection:
+        directory = os.path.dirname(os.path.abspath(self.path))
+        if not os.path.isdir(directory):
+            raise QueueUnavailable(f"directory of the queue database does not exist: {directory}")
+        conn = sqlite3.connect(
+            self.path, isolation_level=None, timeout=self.busy_timeout_ms / 1000, check_same_thread=True
+        )
+        conn.execute(f"PRAGMA busy_timeout={int(self.busy_timeout_ms)}")
+        mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+        if str(mode).lower() != "wal":
+            raise QueueUnavailable(f"{self.path}: cannot switch to WAL (got {mode}); is it on a network disk?")
+        conn.execute("PRAGMA synchronous=" + ("FULL" if self.durability == "power" else "NORMAL"))
+        conn.executescript(_SCHEMA)
+        return conn
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """``BEGIN IMMEDIATE``: read-then-write must hold the write lock from the start, or a
+        concurrent writer makes it fail with SQLITE_BUSY without waiting."""
+        try:
+            conn = self._connection()
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as error:
+            raise QueueUnavailable(f"{self.path}: {error}") from error
+        try:
+            yield conn
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        try:
+            conn.execute("COMMIT")
+        except sqlite3.Error as error:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise QueueUnavailable(f"{self.path}: commit failed: {error}") from error
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None and self._pid == os.getpid():
+            conn.close()
+        self._local = threading.local()
+
+    # -- the request side: enqueue and record rejections, group-committed --------------------
+
+    def enqueue(self, delivery: Delivery) -> EnqueueResult:
+        result = self._submit(_Pending(delivery=delivery))
+        assert result is not None  # a delivery always gets a result
+        return result
+
+    async def aenqueue(self, delivery: Delivery) -> EnqueueResult:
+        # Off the event loop; concurrent requests in the executor share one commit.
+        return await asyncio.get_running_loop().run_in_executor(None, self.enqueue, delivery)
+
+    def record_rejection(self, rejection: Rejection) -> None:
+        self._submit(_Pending(rejection=rejection))
+
+    async def arecord_rejection(self, rejection: Rejection) -> None:
+        await asyncio.get_running_loop().run_in_executor(None, self.record_rejection, rejection)
+
+    def _submit(self, item: _Pending) -> EnqueueResult | None:
+        self._connection()  # resets the locks first if this process was forked
+        with self._pending_lock:
+            self._pending.append(item)
+        with self._commit_lock:
+            if not item.done:
+                with self._pending_lock:
+                    batch, self._pending = self._pending, []
+                self._commit(batch)
+        if item.error is not None:
+            raise item.error
+        if item.delivery is not None and item.result and item.result.status is Enqueued.NEW:
+            self.enqueued.set()
+        return item.result
+
+    def _commit(self, batch: list[_Pending]) -> None:
+        now = time.time()
+        try:
+            with self._transaction() as conn:
+                results = [self._write(conn, item, now) for item in batch]
+        except Exception as error:
+            failure = error if isinstance(error, QueueUnavailable) else QueueUnavailable(f"{self.path}: {error}")
+            for item in batch:
+                item.error, item.done = failure, True
+            return
+        for item, result in zip(batch, results):
+            item.result, item.done = result, True
+
+    def _write(self, conn: sqlite3.Connection, item: _Pending, now: float) -> EnqueueResult | None:
+        if item.rejection is not None:
+            r = item.rejection
+            conn.execute(
+                _INSERT_REJECTION,
+                (r.received_at, r.endpoint, r.method, r.path, r.remote_addr, r.reason, r.hint,
+                 r.body_size, r.body_sha256),
+            )
+            return None
+        d = item.delivery
+        assert d is not None
+        if d.dedupe_key is not None:
+            claimed = conn.execute(
+                _CLAIM_KEY, (d.endpoint, d.dedupe_key, d.id, now + self.dedupe_seconds, now)
+            ).rowcount
+            if claimed == 0:
+                row = conn.execute(
+                    "SELECT delivery_id FROM dedupe WHERE endpoint = ? AND key = ?",
+                    (d.endpoint, d.dedupe_key),
+                ).fetchone()
+                return EnqueueResult(Enqueued.DUPLICATE, row[0])
+        conn.execute(
+            _INSERT_DELIVERY,
+            (d.id, d.endpoint, d.scheme, d.event_type, d.dedupe_key, d.received_at,
+             json.dumps(list(d.headers)), d.body, d.body_sha256, now, now),
+        )
+        return EnqueueResult(Enqueued.NEW, d.id)
+
+    # -- the worker side: claim, heartbeat, ack, retry, dead ---------------------------------
+
+    def claim(self, lease_seconds: float) -> Claimed | None:
+        """Lease the next due delivery (or one whose worker's lease expired), or None."""
+        now = time.time()
+        token = uuid.uuid4().hex
+        with self._transaction() as conn:
+            row = conn.execute(_NEXT_DUE, {"now": now}).fetchone()
+            if row is None:
+                return None
+            delivery_id = row[0]
+            # An attempt left unfinished means its worker died holding the lease.
+            conn.execute(
+                "UPDATE attempts SET finished_at = ?, outcome = 'lost',"
+                " error = 'the worker stopped before finishing (lease expired)'"
+                " WHERE delivery_id = ? AND finished_at IS NULL",
+                (now, delivery_id),
+            )
+            conn.execute(
+                "UPDATE deliveries SET status = 'processing', attempts = attempts + 1,"
+                " lease_until = ?, lease_token = ?, updated_at = ? WHERE id = ?",
+                (now + lease_seconds, token, now, delivery_id),
+            )
+            record = conn.execute(
+                "SELECT id, endpoint, scheme, event_type, dedupe_key, received_at, headers, body,"
+                " attempts FROM deliveries WHERE id = ?",
+                (delivery_id,),
+            ).fetchone()
+            conn.execute(
+                "INSERT INTO attempts (delivery_id, attempt, started_at) VALUES (?, ?, ?)",
+                (delivery_id, record[8], now),
+            )
+        delivery = Delivery(
+            id=record[0],
+            endpoint=record[1],
+            scheme=record[2],
+            event_type=record[3],
+            dedupe_key=record[4],
+            received_at=record[5],
+            headers=tuple((str(k), str(v)) for k, v in json.loads(record[6])),
+            body=bytes(record[7]),
+            attempt=record[8],
+        )
+        return Claimed(delivery, token)
+
+    def heartbeat(self, claimed: Claimed, lease_seconds: float) -> bool:
+        """Extend the lease of a long handler; False if it was lost to another worker."""
+        with self._transaction() as conn:
+            return conn.execute(
+                "UPDATE deliveries SET lease_until = ? WHERE id = ? AND lease_token = ?",
+                (time.time() + lease_seconds, claimed.delivery.id, claimed.token),
+            ).rowcount == 1
+
+    def ack(self, claimed: Claimed, note: str | None = None) -> bool:
+        return self._finish(claimed, "processed", "processed", None, note, None)
+
+    def retry_later(self, claimed: Claimed, delay: float, error: str, traceback: str | None) -> bool:
+        return self._finish(claimed, "retrying", "failed", delay, error, traceback)
+
+    def dead(self, claimed: Claimed, error: str, traceback: str | None) -> bool:
+        return self._finish(claimed, "dead", "dead", None, error, traceback)
+
+    def _finish(
+        self,
+        claimed: Claimed,
+        status: str,
+        outcome: str,
+        delay: float | None,
+        error: str | None,
+        traceback: str | None,
+    ) -> bool:
+        """Record how an attempt ended; a no-op (False) for a worker that lost its lease."""
+        now = time.time()
+        with self._transaction() as conn:
+            changed = conn.execute(
+                "UPDATE deliveries SET status = ?, run_at = ?, lease_until = NULL,"
+                " lease_token = NULL, last_error = ?, updated_at = ?"
+                " WHERE id = ? AND lease_token = ?",
+                (status, now + (delay or 0.0), error if status != "processed" else None, now,
+                 claimed.delivery.id, claimed.token),
+            ).rowcount
+            if changed:
+                conn.execute(
+                    "UPDATE attempts SET finished_at = ?, outcome = ?, error = ?, traceback = ?"
+                    " WHERE delivery_id = ? AND attempt = ? AND finished_at IS NULL",
+                    (now, outcome, error, traceback, claimed.delivery.id, claimed.delivery.attempt),
+                )
+        return changed == 1
+
+    def next_due_in(self) -> float | None:
+        """Seconds until the next delivery is due (0 if one is due now), None if none waits."""
+        row = self._connection().execute(
+            "SELECT MIN(CASE WHEN status = 'processing' THEN lease_until ELSE run_at END)"
+            " FROM deliveries WHERE status IN ('queued', 'retrying', 'processing')"
+        ).fetchone()
+        if row[0] is None:
+            return None
+        return max(0.0, float(row[0]) - time.time())
+
+    # -- history -----------------------------------------------------------------------------
+
+    def deliveries(
+        self,
+        *,
+        statuses: tuple[str, ...] = (),
+        since: float | None = None,
+        endpoint: str | None = None,
+        limit: int = 50,
+    ) -> list[DeliveryRecord]:
+        """Accepted deliveries, newest first."""
+        where, params = _filters(statuses, since, endpoint)
+        rows = self._connection().execute(
+            "SELECT id, endpoint, scheme, event_type, dedupe_key, received_at, status, attempts,"
+            " run_at, last_error, updated_at, length(body), body_sha256 FROM deliveries"
+            f" {where} ORDER BY received_at DESC LIMIT ?",
+            (*params, limit),
+        ).fetchall()
+        return [DeliveryRecord(*row) for row in rows]
+
+    def rejections(
+        self, *, since: float | None = None, endpoint: str | None = None, limit: int = 50
+    ) -> list[RejectionRecord]:
+        """Rejected requests (metadata only), newest first."""
+        where, params = _filters((), since, endpoint)
+        rows = self._connection().execute(
+            "SELECT id, received_at, endpoint, method, path, remote_addr, reason, hint, body_size,"
+            f" body_sha256 FROM rejections {where} ORDER BY received_at DESC LIMIT ?",
+            (*params, limit),
+        ).fetchall()
+        return [RejectionRecord(*row) for row in rows]
+
+    def get(self, delivery_id: str) -> DeliveryRecord | None:
+        """One delivery with its headers, body and every attempt; ``delivery_id`` may be a prefix."""
+        conn = self._connection()
+        rows = conn.execute(
+            "SELECT id, endpoint, scheme, event_type, dedupe_key, received_at, status, attempts,"
+            " run_at, last_error, updated_at, length(body), body_sha256, headers, body"
+            " FROM deliveries WHERE id >= ? AND id < ? LIMIT 2",
+            (delivery_id, delivery_id + "\uffff"),
+        ).fetchall()
+        if len(rows) != 1:
+            return None
+        *fields, headers, body = rows[0]
+        attempts = conn.execute(
+            "SELECT attempt, started_at, finished_at, outcome, error, traceback FROM attempts"
+            " WHERE delivery_id = ? ORDER BY id",
+            (fields[0],),
+        ).fetchall()
+        return DeliveryRecord(
+            *fields,
+            headers=tuple((str(k), str(v)) for k, v in json.loads(headers)),
+            body=bytes(body),
+            attempt_log=tuple(AttemptRecord(*a) for a in attempts),
+        )
+
+    def replay(self, delivery_ids: list[str] | None = None, *, statuses: tuple[str, ...] = ()) -> int:
+        """Queue deliveries again with a fresh attempt budget; return how many."""
+        now = time.time()
+        with self._transaction() as conn:
+            if delivery_ids is not None:
+                marks = ",".join("?" * len(delivery_ids))
+                where, params = f"id IN ({marks})", list(delivery_ids)
+            else:
+                marks = ",".join("?" * len(statuses))
+                where, params = f"status IN ({marks})", list(statuses)
+            # A delivery in a worker's hands is not re-queued under it.
+            return conn.execute(
+                "UPDATE deliveries SET status = 'queued', attempts = 0, run_at = ?, updated_at = ?,"
+                f" lease_until = NULL, lease_token = NULL WHERE {where} AND status != 'processing'",
+                (now, now, *params),
+            ).rowcount
+
+    def counts(self) -> dict[str, int]:
+        rows = self._connection().execute("SELECT status, COUNT(*) FROM deliveries GROUP BY status")
+        return {status: count for status, count in rows}
+
+    def purge(
+        self,
+        older_than: float = DEFAULT_RETENTION_SECONDS,
+        max_rejections: int = DEFAULT_MAX_REJECTIONS,
+    ) -> int:
+        """Forget processed deliveries and rejections older than ``older_than`` seconds, and
+        expired dedupe keys. Queued, retrying and dead deliveries are kept until replayed."""
+        cutoff = time.time() - older_than
+        with self._transaction() as conn:
+            conn.execute(
+                "DELETE FROM attempts WHERE delivery_id IN (SELECT id FROM deliveries"
+                " WHERE status = 'processed' AND updated_at < ?)",
+                (cutoff,),
+            )
+            gone = conn.execute(
+                "DELETE FROM deliveries WHERE status = 'processed' AND updated_at < ?", (cutoff,)
+            ).rowcount
+            gone += conn.execute("DELETE FROM rejections WHERE received_at < ?", (cutoff,)).rowcount
+            gone += conn.execute(
+                "DELETE FROM rejections WHERE id <= (SELECT MAX(id) FROM rejections) - ?",
+                (max_rejections,),
+            ).rowcount
+            conn.execute("DELETE FROM dedupe WHERE expires_at < ?", (time.time(),))
+        return gone
+
+    def checkpoint(self) -> None:
+        """Fold the WAL back into the database so it does not grow without bound."""
+        self._connection().execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+
+def _filters(
+    statuses: tuple[str, ...], since: float | None, endpoint: str | None
+) -> tuple[str, list[Any]]:
+    clauses: list[str] = []
+    params: list[Any] = []
+    if statuses:
+        clauses.append(f"status IN ({','.join('?' * len(statuses))})")
+        params += statuses
+    if since is not None:
+        clauses.append("received_at >= ?")
+        params.append(since)
+    if endpoint is not None:
+        clauses.append("endpoint = ?")
+        params.append(endpoint)
+    return ("WHERE " + " AND ".join(clauses) if clauses else ""), params
