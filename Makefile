@@ -1,0 +1,126 @@
+# webhook_guard developer entry points.
+#
+#   make demo    create .venv if needed, install '.[demo]', run `webhook-guard demo`
+#   make test    ruff, mypy (strict), pytest, then pytest again on the oldest Flask
+#   make venv    create/refresh .venv with everything `make test` needs
+#   make lint | typing | pytest | test-flask-oldest   single steps
+#   make clean   remove virtualenvs, caches and build output
+#
+# Variables: PYTHON (interpreter used to create .venv, >= 3.10), PYTEST_ARGS,
+# FLASK_OLDEST_PYTHON (interpreter for .venv-flask-oldest; default: a 3.10 if found).
+#
+# Virtualenvs are created once and re-used. pip runs again only when pyproject.toml,
+# requirements/*.txt or the install arguments change: each install leaves a stamp file named
+# after a checksum of those, e.g. .venv/.installed-test-1234567890.
+
+PYTHON ?= python3
+VENV ?= .venv
+OLDEST_VENV ?= .venv-flask-oldest
+PYTEST_ARGS ?=
+
+PIP_FLAGS := -q --disable-pip-version-check
+LINT_PATHS := $(wildcard webhook_guard tests sample_apps benchmarks)
+OLDEST_TEST_PATHS := tests/adapters/flask tests/core
+
+DEMO_PIP_ARGS := -e '.[demo]'
+TEST_PIP_ARGS := -e '.[flask,django,starlette,fastapi,demo]' -r requirements/test.txt
+OLDEST_PIP_ARGS := -r requirements/flask-oldest.txt -e . pytest pytest-timeout hypothesis gunicorn httpx
+
+DEP_FILES := pyproject.toml $(sort $(wildcard requirements/*.txt))
+# $(call stamp_hash,<pip args>): checksum of the dependency files plus the pip arguments.
+stamp_hash = $(firstword $(shell { cat $(DEP_FILES); printf '%s\n' "$(1)"; } 2>/dev/null | cksum))
+
+DEMO_STAMP := $(VENV)/.installed-demo-$(call stamp_hash,$(DEMO_PIP_ARGS))
+TEST_STAMP := $(VENV)/.installed-test-$(call stamp_hash,$(TEST_PIP_ARGS))
+OLDEST_STAMP := $(OLDEST_VENV)/.installed-$(call stamp_hash,$(OLDEST_PIP_ARGS))
+
+# A Python 3.10 for the oldest-Flask run: pyenv's (even when not the active version), then
+# python3.10 on PATH, else $(PYTHON). Each candidate must actually run (pyenv shims of
+# inactive versions exist but fail). Recursive (=) so it is evaluated only when used.
+FLASK_OLDEST_PYTHON ?= $(shell \
+	for c in "$$(pyenv which python3.10 2>/dev/null)" \
+	         $$(ls -d "$$(pyenv root 2>/dev/null)"/versions/3.10*/bin/python3.10 2>/dev/null | sort -V -r) \
+	         "$$(command -v python3.10 2>/dev/null)"; do \
+	  if [ -n "$$c" ] && "$$c" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 10))' >/dev/null 2>&1; \
+	  then echo "$$c"; exit 0; fi; \
+	done; echo "$(PYTHON)")
+
+# $(call check_python,<interpreter>): fail clearly if it is missing or older than 3.10.
+define check_python
+	@"$(1)" -c 'import sys; sys.exit(sys.version_info < (3, 10))' 2>/dev/null || { \
+	  echo "error: webhook_guard needs Python >= 3.10, but '$(1)' is" \
+	       "$$("$(1)" --version 2>/dev/null || echo 'not runnable')." >&2; \
+	  echo "       Re-run with e.g. 'make $(MAKECMDGOALS) PYTHON=python3.11'." >&2; \
+	  exit 1; }
+endef
+
+# $(call run_pytest,<pytest command>): exit code 5 (no tests collected) is a failure, loudly.
+define run_pytest
+	@rc=0; echo "+ $(1)"; $(1) || rc=$$?; \
+	if [ $$rc -eq 5 ]; then \
+	  echo "error: pytest collected no tests (exit code 5); treating this as a failure." >&2; \
+	fi; \
+	exit $$rc
+endef
+
+.DEFAULT_GOAL := help
+.PHONY: help demo test venv lint typing pytest test-flask-oldest clean
+
+help:
+	@sed -n '3,10s/^# \{0,1\}//p' $(firstword $(MAKEFILE_LIST))
+
+demo: $(DEMO_STAMP)
+	$(VENV)/bin/webhook-guard demo
+
+test: $(TEST_STAMP)
+	@echo "==> ruff"
+	$(VENV)/bin/ruff check $(LINT_PATHS)
+	@echo "==> mypy (strict)"
+	$(VENV)/bin/mypy
+	@echo "==> pytest"
+	$(call run_pytest,$(VENV)/bin/python -m pytest $(PYTEST_ARGS))
+	@echo "==> pytest on the oldest supported Flask ($(OLDEST_VENV))"
+	@$(MAKE) --no-print-directory test-flask-oldest
+
+venv: $(TEST_STAMP)
+
+lint: $(TEST_STAMP)
+	$(VENV)/bin/ruff check $(LINT_PATHS)
+
+typing: $(TEST_STAMP)
+	$(VENV)/bin/mypy
+
+pytest: $(TEST_STAMP)
+	$(call run_pytest,$(VENV)/bin/python -m pytest $(PYTEST_ARGS))
+
+test-flask-oldest: $(OLDEST_STAMP)
+	$(call run_pytest,$(OLDEST_VENV)/bin/python -m pytest $(OLDEST_TEST_PATHS) -q)
+
+$(VENV)/bin/python:
+	$(call check_python,$(PYTHON))
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install $(PIP_FLAGS) --upgrade pip
+
+$(DEMO_STAMP): | $(VENV)/bin/python
+	$(VENV)/bin/python -m pip install $(PIP_FLAGS) $(DEMO_PIP_ARGS)
+	@rm -f $(VENV)/.installed-demo-*
+	@touch $@
+
+$(TEST_STAMP): | $(VENV)/bin/python
+	$(VENV)/bin/python -m pip install $(PIP_FLAGS) $(TEST_PIP_ARGS)
+	@rm -f $(VENV)/.installed-test-* $(VENV)/.installed-demo-*
+	@touch $@ $(DEMO_STAMP)
+
+$(OLDEST_VENV)/bin/python:
+	$(call check_python,$(FLASK_OLDEST_PYTHON))
+	$(FLASK_OLDEST_PYTHON) -m venv $(OLDEST_VENV)
+	$(OLDEST_VENV)/bin/python -m pip install $(PIP_FLAGS) --upgrade pip
+
+$(OLDEST_STAMP): | $(OLDEST_VENV)/bin/python
+	$(OLDEST_VENV)/bin/python -m pip install $(PIP_FLAGS) $(OLDEST_PIP_ARGS)
+	@rm -f $(OLDEST_VENV)/.installed-*
+	@touch $@
+
+clean:
+	rm -rf $(VENV) $(OLDEST_VENV) .tox build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	find . -path ./.git -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
