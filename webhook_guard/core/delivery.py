@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import json
 import uuid
@@ -66,7 +67,12 @@ class Delivery:
 
     @classmethod
     def from_envelope(cls, envelope: dict[str, Any]) -> Delivery:
-        body = base64.b64decode(envelope["body_b64"])
+        try:
+            body = base64.b64decode(envelope["body_b64"])
+        except binascii.Error:  # truncated: say what the caller needs to know, as below
+            raise ValueError(
+                f"delivery {envelope['id']}: body_b64 is not base64, so it cannot match its sha256"
+            ) from None
         if hashlib.sha256(body).hexdigest() != envelope["body_sha256"]:
             raise ValueError(f"delivery {envelope['id']}: body does not match its sha256")
         return cls(

@@ -41,7 +41,10 @@ class RetryPolicy:
 
     def backoff(self, attempt: int, rng: random.Random | None = None) -> float:
         """Full jitter: a uniform delay up to base * factor**(attempt-1), capped."""
-        ceiling = min(self.cap_seconds, self.base_seconds * self.factor ** max(0, attempt - 1))
+        try:
+            ceiling = min(self.cap_seconds, self.base_seconds * self.factor ** max(0, attempt - 1))
+        except OverflowError:  # factor**attempt passes the float range after ~1000 attempts
+            ceiling = self.cap_seconds if self.base_seconds else 0.0
         return (rng or random).uniform(0, ceiling)
 
 

@@ -19,6 +19,7 @@ import hashlib
 import hmac
 import json
 import re
+import string
 import time
 import uuid
 from collections.abc import Sequence
@@ -115,6 +116,11 @@ class HmacScheme:
         unknown = set(fields) - {"body", "timestamp", "id"}
         if unknown:
             raise ConfigurationError(f"scheme {name!r}: unknown template fields {sorted(unknown)}")
+        if not _formats_cleanly(template):
+            raise ConfigurationError(
+                f"scheme {name!r}: template {template!r} may hold only plain {{body}}, "
+                "{timestamp} and {id} fields, and no other braces"
+            )
         if "timestamp" in fields and not timestamp_header and not self._timestamp_in_signature():
             raise ConfigurationError(f"scheme {name!r}: template signs {{timestamp}}: set timestamp_header")
         if "id" in fields and not id_header:
@@ -238,7 +244,7 @@ class HmacScheme:
         return self._prefix_template.format(
             timestamp=signed.timestamp.strip() if signed.timestamp else "",
             id=signed.msg_id or "",
-        ).encode("utf-8")
+        ).encode("utf-8", "surrogatepass")  # a lone surrogate in a header must not raise
 
     @staticmethod
     def _matching_key(
@@ -373,7 +379,8 @@ class StripeScheme(HmacScheme):
     """Stripe: ``Stripe-Signature: t=<ts>,v1=<hex>[,v1=<hex>...]`` over ``ts.body``.
 
     The key is the whole ``whsec_...`` string as UTF-8, as stripe-python uses it. The delivery id
-    and event type come from the verified body's ``id`` and ``type``.
+    and event type come from the verified body's ``id`` and ``type`` (the body's sha256 when it
+    has no ``id``).
     """
 
     def __init__(self, *, tolerance: float = DEFAULT_TOLERANCE_SECONDS) -> None:
@@ -386,6 +393,7 @@ class StripeScheme(HmacScheme):
             tolerance=tolerance,
             id_fields=("id",),
             event_fields=("type",),
+            body_hash_id=True,
         )
 
     @staticmethod
@@ -450,7 +458,10 @@ def github(*, tolerance: float = DEFAULT_TOLERANCE_SECONDS) -> HmacScheme:
 
 
 def slack(*, tolerance: float = DEFAULT_TOLERANCE_SECONDS) -> HmacScheme:
-    """Slack: ``X-Slack-Signature: v0=<hex>`` over ``v0:<ts>:<body>``."""
+    """Slack: ``X-Slack-Signature: v0=<hex>`` over ``v0:<ts>:<body>``.
+
+    Dedupe on the Events API's ``event_id``, else on the body's sha256 (a retry resends the same
+    bytes; slash-command bodies carry a unique ``trigger_id``)."""
     return HmacScheme(
         "slack",
         signature_header="X-Slack-Signature",
@@ -459,7 +470,9 @@ def slack(*, tolerance: float = DEFAULT_TOLERANCE_SECONDS) -> HmacScheme:
         template="v0:{timestamp}:{body}",
         timestamp_header="X-Slack-Request-Timestamp",
         tolerance=tolerance,
+        id_fields=("event_id",),
         event_fields=("type",),
+        body_hash_id=True,
     )
 
 
@@ -499,6 +512,19 @@ def get_scheme(scheme: str | HmacScheme, *, tolerance: float | None = None) -> H
 
 def _encode(digest: bytes, encoding: Encoding) -> str:
     return digest.hex() if encoding == "hex" else base64.b64encode(digest).decode("ascii")
+
+
+def _formats_cleanly(template: str) -> bool:
+    """True if ``str.format`` sees only plain fields: a stray brace, ``!r``, ``:spec`` or
+    ``[index]`` would otherwise fail or change the message on every request, not at start-up."""
+    try:
+        parts = list(string.Formatter().parse(template))
+    except ValueError:
+        return False
+    return all(
+        field in (None, "body", "timestamp", "id") and not spec and not conversion
+        for _, field, spec, conversion in parts
+    )
 
 
 def _json_field(body: bytes, fields: Sequence[str]) -> str | None:

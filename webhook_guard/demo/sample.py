@@ -4,7 +4,8 @@ The sample-app contract (DESIGN.md): ``WEBHOOK_SECRET`` (required; several comma
 ``WEBHOOK_SCHEME``, ``WEBHOOK_GUARD_DB``, ``WEBHOOK_GUARD_QUEUE``, ``WEBHOOK_GUARD_WORKER``
 (``external`` leaves handlers to ``webhook-guard worker``). When ``SAMPLE_PROCESSED_LOG`` is set,
 the handler appends one JSON line per successful run; a body with ``"fail": N`` raises on its first
-N attempts and ``"fail": "always"`` dead-letters. Retries are quick so that a demo stays short.
+N attempts and ``"fail": "always"`` dead-letters; ``"slow": S`` sleeps S seconds in its first
+attempt (for tests that kill a worker mid-handler). Retries are quick so that a demo stays short.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import time
 from typing import Any
 
 from webhook_guard.core.config import GuardConfig
@@ -51,6 +53,9 @@ def sample_guard(environ: dict[str, str] | None = None) -> Guard:
 def handle_sample_delivery(delivery: Delivery) -> None:
     """The sample handler: fail on request, else log the processed delivery."""
     payload = _json_object(delivery.body)
+    slow = payload.get("slow")
+    if isinstance(slow, (int, float)) and delivery.attempt == 1:
+        time.sleep(slow)
     fail = payload.get("fail")
     if fail == "always" or (isinstance(fail, int) and delivery.attempt <= fail):
         raise SampleFailure(f"asked to fail (fail={fail!r}, attempt {delivery.attempt})")

@@ -1,0 +1,7 @@
+"""``python -m webhook_guard``: the same as the ``webhook-guard`` command."""
+
+import sys
+
+from webhook_guard.cli import main
+
+sys.exit(main())

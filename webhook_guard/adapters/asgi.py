@@ -1,0 +1,189 @@
+"""Pure ASGI middleware: Starlette, FastAPI, Django's ASGI app, or any ASGI app.
+
+::
+
+    guard = Guard(os.environ["WEBHOOK_SECRET"])
+    app = FastAPI()                     # or Starlette()
+    app.add_middleware(WebhookGuardMiddleware, guard=guard, path="/webhook")
+
+    application = WebhookGuardMiddleware(get_asgi_application(), guard=guard)   # Django ASGI
+    app = WebhookGuardMiddleware(app, routes={"/hooks/github": gh, "/hooks/stripe": st})
+
+For a request whose path is exactly a webhook path the middleware reads the raw bytes from
+``receive`` (Content-Length checked first, chunked bodies counted as they arrive), verifies,
+enqueues durably and answers per the response contract. Everything else reaches the app untouched.
+
+FastAPI: use the middleware, not a route dependency. It answers before routing, so an unsigned
+request never reaches a route that declares a pydantic body (which would answer 422 with the
+validation details before any dependency could refuse it). Do not declare a route for the webhook
+path; handlers run in the worker (``@guard.on(...)``), after the sender got its 200.
+
+``pass_through=True`` hands each accepted request (200, new or duplicate) to the app instead:
+the delivery is already durably enqueued when the app runs, and the app's answer is what the
+sender gets, so a failing endpoint makes the sender retry a delivery that is already queued
+(the retry is then answered as a duplicate). ``scope["webhook_guard"]`` holds
+``{"status": "ok" | "duplicate", "id": ...}``. Rejected requests never reach the app.
+
+The worker of each ``embedded`` Guard starts on ``lifespan.startup`` and stops on
+``lifespan.shutdown``; apps that refuse lifespan (Django) get it spoken for them. Without
+lifespan (``--lifespan off``) the worker starts on the first accepted delivery.
+
+This module imports no web framework.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from typing import Any
+
+from webhook_guard.core.body import ClientDisconnected, parse_content_length, read_asgi_body
+from webhook_guard.core.guard import Guard, Outcome
+from webhook_guard.exceptions import ConfigurationError, MethodNotAllowed, Rejected
+
+__all__ = ["WebhookGuardMiddleware"]
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+DEFAULT_PATH = "/webhook"
+SCOPE_KEY = "webhook_guard"
+logger = logging.getLogger("webhook_guard")
+
+
+class WebhookGuardMiddleware:
+    """Answers webhook paths per the response contract; passes everything else to ``app``.
+
+    Args:
+        app: the ASGI app to wrap.
+        guard: the Guard of the single webhook path ``path``.
+        path: the exact request path served (default ``/webhook``).
+        routes: several paths, each with its own Guard, instead of ``guard`` and ``path``.
+        pass_through: after a durable enqueue, let ``app`` answer instead of answering 200.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        guard: Guard | None = None,
+        path: str = DEFAULT_PATH,
+        *,
+        routes: Mapping[str, Guard] | None = None,
+        pass_through: bool = False,
+    ) -> None:
+        if not callable(app):
+            raise ConfigurationError("WebhookGuardMiddleware: app must be an ASGI application")
+        if routes is not None and (guard is not None or path != DEFAULT_PATH):
+            raise ConfigurationError("WebhookGuardMiddleware: pass guard= and path=, or routes=, not both")
+        if routes is None:
+            if guard is None:
+                raise ConfigurationError("WebhookGuardMiddleware needs guard= (or routes={path: guard})")
+            routes = {path: guard}
+        if not routes:
+            raise ConfigurationError("WebhookGuardMiddleware: routes= is empty")
+        for route, route_guard in routes.items():
+            if not isinstance(route, str) or not route.startswith("/"):
+                raise ConfigurationError(f"WebhookGuardMiddleware: path {route!r} must start with '/'")
+            if not isinstance(route_guard, Guard):
+                raise ConfigurationError(f"WebhookGuardMiddleware: {route!r} maps to {route_guard!r}, not a Guard")
+        self.app = app
+        self.routes: dict[str, Guard] = dict(routes)
+        self.pass_through = bool(pass_through)
+        unique = {id(g): g for g in self.routes.values()}
+        self._embedded = [g for g in unique.values() if g.config.worker == "embedded"]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            return await self._lifespan(scope, receive, send)
+        guard = self.routes.get(scope.get("path", "")) if scope["type"] == "http" else None
+        if guard is None:
+            return await self.app(scope, receive, send)
+        method, path = scope["method"], scope["path"]
+        client = scope.get("client")
+        remote_addr = client[0] if client else None
+        headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope.get("headers", ())]
+        try:
+            if method.upper() != "POST":
+                raise MethodNotAllowed(f"{method} is not POST")
+            chunked = any(k.lower() == "transfer-encoding" and "chunked" in v.lower() for k, v in headers)
+            length = next((v for k, v in headers if k.lower() == "content-length"), None)
+            declared = None if chunked else parse_content_length(length, guard.max_body_bytes)
+            body = await read_asgi_body(receive, declared, guard.max_body_bytes)
+        except ClientDisconnected:
+            return  # nobody is left to answer, and nothing was stored
+        except Rejected as error:
+            return await _render(send, await guard.areject(error, method, path, remote_addr=remote_addr))
+        outcome = await guard.areceive(method, path, headers, body, remote_addr=remote_addr)
+        if not self.pass_through or outcome.status != 200:
+            return await _render(send, outcome)
+        scope = dict(scope, **{SCOPE_KEY: json.loads(outcome.body)})
+        await self.app(scope, _replay(body, receive), send)
+
+    async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
+        app_spoke = False
+
+        async def watched_receive() -> Message:
+            nonlocal app_spoke
+            app_spoke = True
+            message = await receive()
+            await self._on_lifespan(message)
+            return message
+
+        try:
+            await self.app(scope, watched_receive, send)
+        except Exception:
+            if app_spoke:
+                raise
+            logger.debug("the app refused lifespan; webhook_guard speaks it", exc_info=True)
+        if app_spoke:
+            return
+        # The app (e.g. Django) does not do lifespan: answer it ourselves, so our worker still
+        # starts and stops with the server.
+        while True:
+            message = await receive()
+            await self._on_lifespan(message)
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def _on_lifespan(self, message: Message) -> None:
+        # Secondary work: a worker that cannot start must not stop the server from serving
+        # (accepted deliveries are durable either way); it is logged, as on the lazy path.
+        loop = asyncio.get_running_loop()
+        for guard in self._embedded:
+            try:
+                if message["type"] == "lifespan.startup":
+                    guard.ensure_worker()  # only starts a daemon thread
+                elif message["type"] == "lifespan.shutdown":
+                    await loop.run_in_executor(None, guard.stop_worker)  # joins the thread
+            except Exception:
+                logger.exception("webhook_guard: %s of %r's worker failed", message["type"], guard)
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """The body once, then the real ``receive``: a replay that kept answering an empty
+    ``http.request`` would never suspend, and a StreamingResponse waiting for
+    ``http.disconnect`` would spin the event loop forever."""
+    pending = True
+
+    async def replay() -> Message:
+        nonlocal pending
+        if pending:
+            pending = False
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
+
+
+async def _render(send: Send, outcome: Outcome) -> None:
+    headers = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in outcome.headers]
+    await send({"type": "http.response.start", "status": outcome.status, "headers": headers})
+    await send({"type": "http.response.body", "body": outcome.body})
