@@ -12,12 +12,14 @@ import base64
 import http.client
 import io
 import json
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from webhook_guard.core.guard import Guard
 from webhook_guard.core.queue import Queue
+from webhook_guard.core.schemes import HmacScheme, get_scheme
 from webhook_guard.testing import sign_request
 
 SECRET = "contract-secret"
@@ -104,15 +106,16 @@ def contract_guard(scheme: str, queue: Queue | str, **overrides: Any) -> Guard:
     return Guard([scheme_secret(scheme, SECRET), scheme_secret(scheme, OLD_SECRET)], **options)
 
 
-def build_request(case: Case, guard: Guard) -> tuple[dict[str, str], bytes]:
-    """Headers and body for ``case`` under ``guard``'s scheme, signed at ``NOW + offset``."""
+def build_request(
+    case: Case, guard: Guard | HmacScheme, now: int = NOW
+) -> tuple[dict[str, str], bytes]:
+    """Headers and body for ``case`` under ``guard``'s scheme, signed at ``now + offset``."""
+    scheme = guard.scheme if isinstance(guard, Guard) else guard
     body = case.body
     headers: dict[str, str] = {"Content-Type": "application/json"}
     if case.sign:
-        secret = scheme_secret(guard.scheme.name, case.secret)
-        headers.update(
-            sign_request(guard.scheme, secret, body, timestamp=NOW + case.timestamp_offset)
-        )
+        secret = scheme_secret(scheme.name, case.secret)
+        headers.update(sign_request(scheme, secret, body, timestamp=now + case.timestamp_offset))
     if case.tamper:
         body = body.replace(b"1", b"2")
     headers.update(case.extra_headers)
@@ -135,9 +138,11 @@ def check(case: Case, response: Response, first_id: str | None = None) -> None:
         assert payload["id"] == first_id, "a duplicate names the delivery first accepted"
 
 
-def run_case(case: Case, guard: Guard, transport: Transport) -> Response:
+def run_case(
+    case: Case, guard: Guard | HmacScheme, transport: Transport, now: int = NOW
+) -> Response:
     """Send ``case`` (twice for the duplicate case) and check the answer."""
-    headers, body = build_request(case, guard)
+    headers, body = build_request(case, guard, now)
     first_id = None
     if case.send_first:
         first = transport.request(case.method, PATH, headers, body, chunked=case.chunked)
@@ -150,6 +155,26 @@ def run_case(case: Case, guard: Guard, transport: Transport) -> Response:
 
 def cases_for(scheme: str) -> list[Case]:
     return [c for c in CASES if not c.schemes or scheme in c.schemes]
+
+
+def sample_app_env(scheme: str = "cloudaipilot") -> dict[str, str]:
+    """Environment that makes a sample app answer like a contract Guard (both secrets, the cap)."""
+    return {
+        "WEBHOOK_SECRET": f"{scheme_secret(scheme, SECRET)},{scheme_secret(scheme, OLD_SECRET)}",
+        "WEBHOOK_SCHEME": scheme,
+        "WEBHOOK_GUARD_MAX_BODY_BYTES": str(CAP),
+    }
+
+
+def run_http_contract(transport: Transport, scheme: str = "cloudaipilot") -> list[Response]:
+    """Every case a running sample app can answer (all but ``queue_down``), signed with the
+    real clock; returns the responses so the caller can wait for the accepted deliveries."""
+    real_scheme = get_scheme(scheme)
+    return [
+        run_case(case, real_scheme, transport, now=int(time.time()))
+        for case in cases_for(scheme)
+        if not case.queue_down
+    ]
 
 
 # -- transports ----------------------------------------------------------------------------

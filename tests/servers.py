@@ -17,9 +17,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from tests.contract import sample_app_env
+
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
-SECRET = "e2e-secret"
 
 
 def free_port() -> int:
@@ -34,11 +35,12 @@ def port_accepts(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
-def sample_env(tmp_path: Path, **extra: str) -> dict[str, str]:
-    """The sample-app environment: secret, database and processed log inside ``tmp_path``."""
+def sample_env(tmp_path: Path, scheme: str = "cloudaipilot", **extra: str) -> dict[str, str]:
+    """The sample-app environment: the contract's secrets and cap (``sample_app_env``), and the
+    database and processed log inside ``tmp_path``."""
     env = dict(os.environ)
+    env.update(sample_app_env(scheme))
     env.update(
-        WEBHOOK_SECRET=SECRET,
         WEBHOOK_GUARD_DB=str(tmp_path / "webhook_guard.db"),
         SAMPLE_PROCESSED_LOG=str(tmp_path / "processed.jsonl"),
         PYTHONPATH=str(ROOT),

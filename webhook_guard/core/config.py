@@ -82,7 +82,8 @@ class GuardConfig:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> GuardConfig:
         """The sample apps' environment: ``WEBHOOK_SECRET``, ``WEBHOOK_SCHEME``,
-        ``WEBHOOK_GUARD_DB``, ``WEBHOOK_GUARD_QUEUE``, ``WEBHOOK_GUARD_WORKER``."""
+        ``WEBHOOK_GUARD_DB``, ``WEBHOOK_GUARD_QUEUE``, ``WEBHOOK_GUARD_WORKER``,
+        ``WEBHOOK_GUARD_MAX_BODY_BYTES``."""
         env = os.environ if environ is None else environ
         return cls.from_mapping(
             {
@@ -91,6 +92,7 @@ class GuardConfig:
                 "QUEUE": env.get("WEBHOOK_GUARD_QUEUE"),
                 "DB": env.get("WEBHOOK_GUARD_DB"),
                 "WORKER": env.get("WEBHOOK_GUARD_WORKER"),
+                "MAX_BODY_BYTES": env.get("WEBHOOK_GUARD_MAX_BODY_BYTES"),
             }
         )
 

@@ -41,6 +41,7 @@ def sample_guard(environ: dict[str, str] | None = None) -> Guard:
             scheme=config.scheme,
             queue=config.queue,
             endpoint=config.endpoint,
+            max_body_bytes=config.max_body_bytes,
             worker=config.worker,
             retry=SAMPLE_RETRY,
             lease_seconds=float(env.get("WEBHOOK_GUARD_LEASE_SECONDS", SAMPLE_LEASE_SECONDS)),

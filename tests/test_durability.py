@@ -1,0 +1,127 @@
+"""Durability, proven by killing processes: a 200 survives ``kill -9`` of the server, and a
+delivery whose worker is killed mid-handler is processed after its lease expires.
+
+Runs against every sample app under its real server, with the worker external
+(``WEBHOOK_GUARD_WORKER=external``) so the kill hits exactly one side.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from tests.contract import HTTPTransport, sample_app_env
+from tests.servers import (
+    ROOT,
+    free_port,
+    gunicorn_command,
+    kill_hard,
+    processed,
+    sample_env,
+    serve,
+    stop,
+    uvicorn_command,
+    wait_until,
+    worker_command,
+)
+from webhook_guard.core.schemes import get_scheme
+from webhook_guard.queues.sqlite import SQLiteQueue
+
+pytestmark = pytest.mark.e2e
+
+# name -> (framework module, server command builder, app, guard)
+SAMPLES = {
+    "flask-gunicorn": ("flask", gunicorn_command, "sample_apps.flask_app:app", "sample_apps.flask_app:guard"),
+    "django-gunicorn": ("django", gunicorn_command, "sample_apps.django_app.wsgi:application", "sample_apps.django_app.webhooks:guard"),
+    "django-uvicorn": ("django", uvicorn_command, "sample_apps.django_app.asgi:application", "sample_apps.django_app.webhooks:guard"),
+    "starlette-uvicorn": ("starlette", uvicorn_command, "sample_apps.starlette_app:app", "sample_apps.starlette_app:guard"),
+    "fastapi-uvicorn": ("fastapi", uvicorn_command, "sample_apps.fastapi_app:app", "sample_apps.fastapi_app:guard"),
+}
+DELIVERIES = 40
+
+
+def _env(tmp_path: Path, framework: str) -> dict[str, str]:
+    pytest.importorskip(framework)
+    extra = {"WEBHOOK_GUARD_WORKER": "external"}
+    if framework == "django":
+        extra["DJANGO_SETTINGS_MODULE"] = "sample_apps.django_app.settings"
+    return sample_env(tmp_path, **extra)
+
+
+def _start_worker(target: str, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    with open(log, "ab") as out:
+        return subprocess.Popen(
+            worker_command(target), cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
+def _signed(body: bytes) -> dict[str, str]:
+    secret = sample_app_env()["WEBHOOK_SECRET"].split(",")[0]
+    return get_scheme("cloudaipilot").sign(body, secret)
+
+
+@pytest.mark.parametrize("sample", SAMPLES)
+def test_every_200_survives_kill_9_of_the_server(sample: str, tmp_path: Path) -> None:
+    """kill -9 right after the 200s; a worker started afterwards processes every one of them."""
+    framework, command, app, target = SAMPLES[sample]
+    env = _env(tmp_path, framework)
+    port = free_port()
+    transport = HTTPTransport("127.0.0.1", port)
+    bodies = {json.dumps({"event": "crash.server", "n": n}).encode() for n in range(DELIVERIES)}
+
+    def send(body: bytes) -> tuple[str, bytes]:
+        reply = transport.request("POST", "/webhook", _signed(body), body)
+        assert reply.status == 200, reply.body
+        return str(reply.json()["id"]), body
+
+    with serve(command(app, port), env, port, tmp_path / "server.log") as server:
+        with ThreadPoolExecutor(8) as pool:
+            accepted = dict(pool.map(send, bodies))
+        kill_hard(server)
+    assert processed(tmp_path) == [], "nothing ran before the worker started"
+
+    worker = _start_worker(target, env, tmp_path / "worker.log")
+    try:
+        assert wait_until(lambda: len(processed(tmp_path)) >= len(accepted)), (tmp_path / "worker.log").read_text()
+    finally:
+        stop(worker)
+    assert worker.returncode == 0, "SIGTERM stops the worker gracefully"
+    runs = {p["id"]: p["sha256"] for p in processed(tmp_path)}
+    assert len(runs) == len(processed(tmp_path)) == len(accepted)
+    assert runs == {i: hashlib.sha256(b).hexdigest() for i, b in accepted.items()}
+
+
+@pytest.mark.parametrize("sample", SAMPLES)
+def test_kill_9_of_the_worker_mid_handler_is_retried_after_the_lease(sample: str, tmp_path: Path) -> None:
+    """A worker killed inside a handler loses its lease; the next worker runs the delivery."""
+    framework, command, app, target = SAMPLES[sample]
+    env = _env(tmp_path, framework)
+    port = free_port()
+    body = json.dumps({"event": "crash.worker", "slow": 60}).encode()
+    with serve(command(app, port), env, port, tmp_path / "server.log"):
+        reply = HTTPTransport("127.0.0.1", port).request("POST", "/webhook", _signed(body), body)
+    assert reply.status == 200
+    delivery_id = reply.json()["id"]
+    queue = SQLiteQueue(env["WEBHOOK_GUARD_DB"])
+
+    first = _start_worker(target, env, tmp_path / "worker1.log")
+    try:
+        assert wait_until(lambda: queue.get(delivery_id).status == "processing")  # type: ignore[union-attr]
+    finally:
+        kill_hard(first)
+    second = _start_worker(target, env, tmp_path / "worker2.log")
+    try:
+        assert wait_until(lambda: processed(tmp_path) != [], limit=60)
+    finally:
+        stop(second)
+    (run,) = processed(tmp_path)
+    assert run["id"] == delivery_id and run["sha256"] == hashlib.sha256(body).hexdigest()
+    record = queue.get(delivery_id)
+    assert record is not None and record.status == "processed"
+    assert [a.outcome for a in record.attempt_log] == ["lost", "processed"]
