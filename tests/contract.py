@@ -70,15 +70,32 @@ class Case:
 
 CASES = [
     Case("valid", 200),
-    Case("valid chunked under the cap", 200, chunked=True, body=b'{"event": "x", "pad": "' + b"a" * 3000 + b'"}'),
+    Case(
+        "valid chunked under the cap",
+        200,
+        chunked=True,
+        body=b'{"event": "x", "pad": "' + b"a" * 3000 + b'"}',
+    ),
     Case("valid non-UTF-8 body", 200, body=b"\xff\xfe\x00binary\x80"),
     Case("signed with the old secret while rotating", 200, secret=OLD_SECRET),
     Case("duplicate", 200, send_first=True),
     Case("tampered body", 401, "signature_mismatch", tamper=True),
     Case("wrong secret", 401, "signature_mismatch", secret="not-the-secret"),
     Case("unsigned", 400, "missing_signature", sign=False),
-    Case("stale timestamp", 401, "timestamp_out_of_tolerance", timestamp_offset=-3600, schemes=("standard", "slack", "stripe")),
-    Case("future timestamp", 401, "timestamp_out_of_tolerance", timestamp_offset=3600, schemes=("standard", "slack", "stripe")),
+    Case(
+        "stale timestamp",
+        401,
+        "timestamp_out_of_tolerance",
+        timestamp_offset=-3600,
+        schemes=("standard", "slack", "stripe"),
+    ),
+    Case(
+        "future timestamp",
+        401,
+        "timestamp_out_of_tolerance",
+        timestamp_offset=3600,
+        schemes=("standard", "slack", "stripe"),
+    ),
     Case("oversized by Content-Length", 413, "payload_too_large", body=b"x" * (CAP + 1)),
     Case("oversized chunked", 413, "payload_too_large", chunked=True, body=b"x" * (CAP * 4)),
     Case("wrong method", 405, "method_not_allowed", method="GET", body=b"", sign=False),
@@ -185,7 +202,7 @@ def _chunks(body: bytes, size: int = 1000) -> list[bytes]:
 
 
 class WSGITransport(Transport):
-    """Calls a WSGI app the way gunicorn does, chunked bodies included (``wsgi.input_terminated``)."""
+    """Calls a WSGI app as gunicorn does, chunked bodies included (``wsgi.input_terminated``)."""
 
     def __init__(self, app: Callable[..., Iterable[bytes]]) -> None:
         self.app = app
@@ -223,7 +240,9 @@ class WSGITransport(Transport):
             environ["CONTENT_LENGTH"] = str(len(body))
         captured: dict[str, Any] = {}
 
-        def start_response(status: str, response_headers: list[tuple[str, str]], exc_info: Any = None) -> Callable[[bytes], None]:
+        def start_response(
+            status: str, response_headers: list[tuple[str, str]], exc_info: Any = None
+        ) -> Callable[[bytes], None]:
             captured["status"] = int(status.split()[0])
             captured["headers"] = {k.lower(): v for k, v in response_headers}
             return lambda data: None
@@ -307,7 +326,9 @@ class HTTPTransport(Transport):
         conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
         try:
             if chunked:
-                conn.request(method, path, body=iter(_chunks(body)), headers=headers, encode_chunked=True)
+                conn.request(
+                    method, path, body=iter(_chunks(body)), headers=headers, encode_chunked=True
+                )
             else:
                 conn.request(method, path, body=body if method != "GET" else None, headers=headers)
             reply = conn.getresponse()

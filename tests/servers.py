@@ -5,6 +5,7 @@ Every wait here is bounded and polls; nothing asserts on elapsed time.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -50,25 +51,49 @@ def sample_env(tmp_path: Path, scheme: str = "cloudaipilot", **extra: str) -> di
     return env
 
 
-def gunicorn_command(app: str, port: int, *, workers: int = 1, worker_class: str = "sync", threads: int = 1) -> list[str]:
+def gunicorn_command(
+    app: str, port: int, *, workers: int = 1, worker_class: str = "sync", threads: int = 1
+) -> list[str]:
     return [
-        str(BIN / "gunicorn"), app, "--bind", f"127.0.0.1:{port}", "--workers", str(workers),
-        "--worker-class", worker_class, "--threads", str(threads), "--graceful-timeout", "5",
+        str(BIN / "gunicorn"),
+        app,
+        "--bind",
+        f"127.0.0.1:{port}",
+        "--workers",
+        str(workers),
+        "--worker-class",
+        worker_class,
+        "--threads",
+        str(threads),
+        "--graceful-timeout",
+        "5",
     ]
 
 
 def uvicorn_command(app: str, port: int, *, workers: int = 1) -> list[str]:
     return [
-        str(BIN / "uvicorn"), app, "--host", "127.0.0.1", "--port", str(port),
-        "--workers", str(workers), "--log-level", "warning",
+        str(BIN / "uvicorn"),
+        app,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+        "--log-level",
+        "warning",
     ]
 
 
 @contextmanager
-def serve(command: list[str], env: dict[str, str], port: int, log: Path) -> Iterator[subprocess.Popen[bytes]]:
+def serve(
+    command: list[str], env: dict[str, str], port: int, log: Path
+) -> Iterator[subprocess.Popen[bytes]]:
     """Run ``command`` until the ``with`` ends; it must accept connections on ``port``."""
     with open(log, "ab") as out:
-        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        process = subprocess.Popen(
+            command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
     try:
         wait_for_port(port, process, log)
         yield process
@@ -76,15 +101,21 @@ def serve(command: list[str], env: dict[str, str], port: int, log: Path) -> Iter
         stop(process)
 
 
-def wait_for_port(port: int, process: subprocess.Popen[bytes], log: Path, limit: float = 30.0) -> None:
+def wait_for_port(
+    port: int, process: subprocess.Popen[bytes], log: Path, limit: float = 30.0
+) -> None:
     deadline = time.monotonic() + limit
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"server exited with {process.returncode}:\n{log.read_text()[-3000:]}")
+            raise RuntimeError(
+                f"server exited with {process.returncode}:\n{log.read_text()[-3000:]}"
+            )
         if port_accepts(port):
             return
         time.sleep(0.05)
-    raise RuntimeError(f"server did not listen on {port} within {limit}s:\n{log.read_text()[-3000:]}")
+    raise RuntimeError(
+        f"server did not listen on {port} within {limit}s:\n{log.read_text()[-3000:]}"
+    )
 
 
 def stop(process: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
@@ -102,10 +133,8 @@ def stop(process: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
 
 def kill_hard(process: subprocess.Popen[bytes]) -> None:
     """``kill -9`` the whole process group: no shutdown hook of any kind runs."""
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
     process.wait()
 
 

@@ -1,4 +1,4 @@
-"""The ``webhook-guard`` command as a real subprocess: demo, history, show, replay, purge, worker."""
+"""``webhook-guard`` as a real subprocess: demo, history, show, replay, purge, worker."""
 
 from __future__ import annotations
 
@@ -21,20 +21,28 @@ from webhook_guard.worker import Worker
 CLI = str(BIN / "webhook-guard")
 
 
-def run(*args: str, cwd: Path = ROOT, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([CLI, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+def run(
+    *args: str, cwd: Path = ROOT, env: dict[str, str] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [CLI, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def _history_db(tmp_path: Path) -> tuple[Guard, list[str]]:
     """A database with one processed, one dead delivery and one rejected request."""
     guard = contract_guard(
-        "cloudaipilot", SQLiteQueue(tmp_path / "q.db"), clock=time.time,
+        "cloudaipilot",
+        SQLiteQueue(tmp_path / "q.db"),
+        clock=time.time,
         retry=RetryPolicy(max_attempts=2, base_seconds=0.01, cap_seconds=0.02),
     )
     guard.add_handler(lambda d: 1 / 0 if d.json().get("fail") else None)
     ids = []
     for payload in (b'{"event": "ok.event"}', b'{"event": "bad.event", "fail": 1}'):
-        outcome = guard.receive("POST", "/webhook", sign_request("cloudaipilot", SECRET, payload), payload)
+        outcome = guard.receive(
+            "POST", "/webhook", sign_request("cloudaipilot", SECRET, payload), payload
+        )
         ids.append(json.loads(outcome.body)["id"])
     guard.receive("POST", "/webhook", {"X-CloudAIPilot-Signature": "sha256=" + "ab" * 32}, b"{}")
     Worker(guard).drain(timeout=10)
@@ -53,7 +61,9 @@ def test_demo_runs_from_any_directory_and_prints_the_history(tmp_path: Path) -> 
     table = out.split("4. the delivery history")[1]
     assert "processed" in table and "dead" in table and "rejected" in table
     assert "signature_mismatch" in table and "gave up after 4 attempts" in table
-    assert "demo-" not in out.replace("webhook-guard-demo-", ""), "the demo's secret is never printed"
+    assert "demo-" not in out.replace("webhook-guard-demo-", ""), (
+        "the demo's secret is never printed"
+    )
 
 
 def test_history_lists_failed_deliveries_and_rejections(tmp_path: Path) -> None:
@@ -109,22 +119,34 @@ def test_every_command_has_help() -> None:
     for command in ([], ["demo"], ["worker"], ["history"], ["show"], ["replay"], ["purge"]):
         result = run(*command, "--help")
         assert result.returncode == 0 and "usage: webhook-guard" in result.stdout
-    module = subprocess.run([sys.executable, "-m", "webhook_guard", "--help"], capture_output=True, text=True)
+    module = subprocess.run(
+        [sys.executable, "-m", "webhook_guard", "--help"], capture_output=True, text=True
+    )
     assert module.returncode == 0 and "demo" in module.stdout
 
 
 def test_worker_burst_drains_the_queue(tmp_path: Path) -> None:
     """`worker --burst` processes what is queued for the target Guard and exits 0."""
     env = {
-        **dict(__import__("os").environ), "WEBHOOK_SECRET": SECRET, "WEBHOOK_GUARD_DB": str(tmp_path / "w.db"),
-        "SAMPLE_PROCESSED_LOG": str(tmp_path / "processed.jsonl"), "WEBHOOK_GUARD_WORKER": "external",
+        **dict(__import__("os").environ),
+        "WEBHOOK_SECRET": SECRET,
+        "WEBHOOK_GUARD_DB": str(tmp_path / "w.db"),
+        "SAMPLE_PROCESSED_LOG": str(tmp_path / "processed.jsonl"),
+        "WEBHOOK_GUARD_WORKER": "external",
     }
     code = (
         "from sample_apps.flask_app import guard; from webhook_guard.testing import sign_request; "
-        f"b=b'{{\"event\": \"burst\"}}'; print(guard.receive('POST','/webhook',sign_request('cloudaipilot','{SECRET}',b),b).status)"
+        "b=b'{\"event\": \"burst\"}'; "
+        f"h=sign_request('cloudaipilot', '{SECRET}', b); "
+        "print(guard.receive('POST', '/webhook', h, b).status)"
     )
     pytest.importorskip("flask")
-    assert subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True).stdout.strip() == "200"
+    assert (
+        subprocess.run(
+            [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True
+        ).stdout.strip()
+        == "200"
+    )
     result = run("worker", "sample_apps.flask_app:guard", "--burst", env=env)
     assert result.returncode == 0, result.stderr
     lines = (tmp_path / "processed.jsonl").read_text().splitlines()

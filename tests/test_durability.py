@@ -36,11 +36,36 @@ pytestmark = pytest.mark.e2e
 
 # name -> (framework module, server command builder, app, guard)
 SAMPLES = {
-    "flask-gunicorn": ("flask", gunicorn_command, "sample_apps.flask_app:app", "sample_apps.flask_app:guard"),
-    "django-gunicorn": ("django", gunicorn_command, "sample_apps.django_app.wsgi:application", "sample_apps.django_app.webhooks:guard"),
-    "django-uvicorn": ("django", uvicorn_command, "sample_apps.django_app.asgi:application", "sample_apps.django_app.webhooks:guard"),
-    "starlette-uvicorn": ("starlette", uvicorn_command, "sample_apps.starlette_app:app", "sample_apps.starlette_app:guard"),
-    "fastapi-uvicorn": ("fastapi", uvicorn_command, "sample_apps.fastapi_app:app", "sample_apps.fastapi_app:guard"),
+    "flask-gunicorn": (
+        "flask",
+        gunicorn_command,
+        "sample_apps.flask_app:app",
+        "sample_apps.flask_app:guard",
+    ),
+    "django-gunicorn": (
+        "django",
+        gunicorn_command,
+        "sample_apps.django_app.wsgi:application",
+        "sample_apps.django_app.webhooks:guard",
+    ),
+    "django-uvicorn": (
+        "django",
+        uvicorn_command,
+        "sample_apps.django_app.asgi:application",
+        "sample_apps.django_app.webhooks:guard",
+    ),
+    "starlette-uvicorn": (
+        "starlette",
+        uvicorn_command,
+        "sample_apps.starlette_app:app",
+        "sample_apps.starlette_app:guard",
+    ),
+    "fastapi-uvicorn": (
+        "fastapi",
+        uvicorn_command,
+        "sample_apps.fastapi_app:app",
+        "sample_apps.fastapi_app:guard",
+    ),
 }
 DELIVERIES = 40
 
@@ -56,7 +81,11 @@ def _env(tmp_path: Path, framework: str) -> dict[str, str]:
 def _start_worker(target: str, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     with open(log, "ab") as out:
         return subprocess.Popen(
-            worker_command(target), cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
+            worker_command(target),
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
         )
 
@@ -88,7 +117,9 @@ def test_every_200_survives_kill_9_of_the_server(sample: str, tmp_path: Path) ->
 
     worker = _start_worker(target, env, tmp_path / "worker.log")
     try:
-        assert wait_until(lambda: len(processed(tmp_path)) >= len(accepted)), (tmp_path / "worker.log").read_text()
+        assert wait_until(lambda: len(processed(tmp_path)) >= len(accepted)), (
+            tmp_path / "worker.log"
+        ).read_text()
     finally:
         stop(worker)
     assert worker.returncode == 0, "SIGTERM stops the worker gracefully"
@@ -98,7 +129,9 @@ def test_every_200_survives_kill_9_of_the_server(sample: str, tmp_path: Path) ->
 
 
 @pytest.mark.parametrize("sample", SAMPLES)
-def test_kill_9_of_the_worker_mid_handler_is_retried_after_the_lease(sample: str, tmp_path: Path) -> None:
+def test_kill_9_of_the_worker_mid_handler_is_retried_after_the_lease(
+    sample: str, tmp_path: Path
+) -> None:
     """A worker killed inside a handler loses its lease; the next worker runs the delivery."""
     framework, command, app, target = SAMPLES[sample]
     env = _env(tmp_path, framework)

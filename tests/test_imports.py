@@ -6,7 +6,19 @@ import json
 import subprocess
 import sys
 
-FOREIGN = ("flask", "werkzeug", "django", "starlette", "fastapi", "celery", "rq", "dramatiq", "arq", "redis", "kombu")
+FOREIGN = (
+    "flask",
+    "werkzeug",
+    "django",
+    "starlette",
+    "fastapi",
+    "celery",
+    "rq",
+    "dramatiq",
+    "arq",
+    "redis",
+    "kombu",
+)
 
 
 def test_importing_the_package_pulls_in_no_framework_or_engine() -> None:

@@ -102,7 +102,7 @@ def test_dead_delivery_replays_with_a_fresh_budget(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("status", [401, 403, 404])
 def test_api_auth_and_not_found_errors_are_dead_at_once(tmp_path: Path, status: int) -> None:
-    """An API answering 401/403/404 will answer the same again: dead on attempt 1, cause in words."""
+    """An API answering 401/403/404 answers the same again: dead on attempt 1, cause in words."""
     guard = _guard(tmp_path)
 
     def call_api(delivery: Delivery) -> None:
@@ -163,7 +163,9 @@ def test_permanent_failure_is_dead_at_once(tmp_path: Path) -> None:
     delivery_id = _send(guard, {"event": "x"})
     Worker(guard).drain(timeout=10)
     record = _record(guard, delivery_id)
-    assert record.status == "dead" and record.attempts == 1 and "unknown customer" in record.last_error
+    assert (
+        record.status == "dead" and record.attempts == 1 and "unknown customer" in record.last_error
+    )
 
 
 def test_handlers_are_routed_by_event_type(tmp_path: Path) -> None:

@@ -92,7 +92,9 @@ def build_parser() -> argparse.ArgumentParser:
         "code) and accepted deliveries that are retrying or dead.",
     )
     _add_db(history)
-    history.add_argument("--failed", action="store_true", help="only what failed, from the sender's side")
+    history.add_argument(
+        "--failed", action="store_true", help="only what failed, from the sender's side"
+    )
     history.add_argument("--status", action="append", default=[], choices=[*STATUSES, "rejected"])
     history.add_argument("--since", help="only newer than this, e.g. 30m, 1h, 7d")
     history.add_argument("--endpoint", help="only this endpoint")
@@ -106,7 +108,9 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("--json", action="store_true")
     show.set_defaults(run=_run_show)
 
-    replay = commands.add_parser("replay", help="queue deliveries again with a fresh attempt budget")
+    replay = commands.add_parser(
+        "replay", help="queue deliveries again with a fresh attempt budget"
+    )
     _add_db(replay)
     replay.add_argument("ids", nargs="*", help="delivery ids")
     replay.add_argument("--failed", action="store_true", help="every retrying or dead delivery")
@@ -178,8 +182,13 @@ def _run_worker(args: argparse.Namespace) -> int:
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
-    print(f"webhook-guard worker: {guard!r} on {guard.queue!r}, {args.threads} thread(s)", file=sys.stderr)
-    threads = [threading.Thread(target=worker.run, args=(stop,), daemon=True) for _ in range(args.threads)]
+    print(
+        f"webhook-guard worker: {guard!r} on {guard.queue!r}, {args.threads} thread(s)",
+        file=sys.stderr,
+    )
+    threads = [
+        threading.Thread(target=worker.run, args=(stop,), daemon=True) for _ in range(args.threads)
+    ]
     for thread in threads:
         thread.start()
     while any(t.is_alive() for t in threads):
@@ -193,8 +202,12 @@ def _run_history(args: argparse.Namespace) -> int:
     queue = _open_existing(args.db)
     since = time.time() - parse_duration(args.since) if args.since else None
     rows = history_rows(
-        queue, failed=args.failed, statuses=tuple(args.status), since=since,
-        endpoint=args.endpoint, limit=args.limit,
+        queue,
+        failed=args.failed,
+        statuses=tuple(args.status),
+        since=since,
+        endpoint=args.endpoint,
+        limit=args.limit,
     )
     if args.json:
         for row in rows:
@@ -231,7 +244,18 @@ def _run_show(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(details))
         return 0
-    for key in ("id", "endpoint", "scheme", "event", "dedupe_key", "status", "attempts", "last_error", "body_size", "body_sha256"):
+    for key in (
+        "id",
+        "endpoint",
+        "scheme",
+        "event",
+        "dedupe_key",
+        "status",
+        "attempts",
+        "last_error",
+        "body_size",
+        "body_sha256",
+    ):
         print(f"{key:12} {details[key]}")
     print("headers:")
     for name, value in record.headers:

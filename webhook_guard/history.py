@@ -52,14 +52,32 @@ def history_rows(
     rows: list[HistoryRow] = []
     delivery_statuses = tuple(sorted(wanted - {"rejected"}))
     if not wanted or delivery_statuses:
-        for d in queue.deliveries(statuses=delivery_statuses, since=since, endpoint=endpoint, limit=limit):
+        for d in queue.deliveries(
+            statuses=delivery_statuses, since=since, endpoint=endpoint, limit=limit
+        ):
             rows.append(
-                HistoryRow(d.received_at, d.id, d.endpoint, d.event_type or "-", d.status, d.attempts, d.last_error or "")
+                HistoryRow(
+                    d.received_at,
+                    d.id,
+                    d.endpoint,
+                    d.event_type or "-",
+                    d.status,
+                    d.attempts,
+                    d.last_error or "",
+                )
             )
     if not wanted or "rejected" in wanted:
         for r in queue.rejections(since=since, endpoint=endpoint, limit=limit):
             rows.append(
-                HistoryRow(r.received_at, f"r{r.id}", r.endpoint, "-", "rejected", 0, f"{r.reason}: {r.hint}")
+                HistoryRow(
+                    r.received_at,
+                    f"r{r.id}",
+                    r.endpoint,
+                    "-",
+                    "rejected",
+                    0,
+                    f"{r.reason}: {r.hint}",
+                )
             )
     rows.sort(key=lambda row: row.time, reverse=True)
     return rows[:limit]
@@ -79,9 +97,10 @@ def format_table(rows: list[HistoryRow], *, width: int = 60) -> str:
         )
         for row in rows
     ]
-    widths = [max(len(cell) for cell in column) for column in zip(header, *lines)]
+    widths = [max(len(cell) for cell in column) for column in zip(header, *lines, strict=True)]
     return "\n".join(
-        "  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip() for line in (header, *lines)
+        "  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip()
+        for line in (header, *lines)
     )
 
 

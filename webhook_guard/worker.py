@@ -120,19 +120,29 @@ class Worker:
             decision = decide(error, delivery.attempt, policy)
             trace = traceback.format_exc()
             if decision.delay is None:
-                logger.error("delivery %s dead after attempt %d: %s", delivery.id, delivery.attempt, decision.reason)
+                logger.error(
+                    "delivery %s dead after attempt %d: %s",
+                    delivery.id,
+                    delivery.attempt,
+                    decision.reason,
+                )
                 self.queue.dead(claimed, decision.reason, trace)
             else:
                 logger.warning(
                     "delivery %s attempt %d failed, retry in %.1fs: %s",
-                    delivery.id, delivery.attempt, decision.delay, decision.reason,
+                    delivery.id,
+                    delivery.attempt,
+                    decision.delay,
+                    decision.reason,
                 )
                 self.queue.retry_later(claimed, decision.delay, decision.reason, trace)
             return
         beat.stop()
         note = None if ran else f"no handler registered for event {delivery.event_type!r}"
         if not self.queue.ack(claimed, note):
-            logger.warning("delivery %s: lease lost before ack; another worker will run it", delivery.id)
+            logger.warning(
+                "delivery %s: lease lost before ack; another worker will run it", delivery.id
+            )
 
     def _housekeeping(self) -> None:
         now = time.monotonic()
@@ -149,7 +159,9 @@ class _Heartbeat:
     def __init__(self, queue: SQLiteQueue, claimed: Claimed, lease_seconds: float) -> None:
         self._stop = threading.Event()
         self._thread = threading.Thread(
-            target=self._beat, args=(queue, claimed, lease_seconds), daemon=True,
+            target=self._beat,
+            args=(queue, claimed, lease_seconds),
+            daemon=True,
             name="webhook-guard-heartbeat",
         )
         self._thread.start()

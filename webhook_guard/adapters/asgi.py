@@ -50,6 +50,7 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+HeaderList = list[tuple[str, str]]
 
 DEFAULT_PATH = "/webhook"
 SCOPE_KEY = "webhook_guard"
@@ -78,21 +79,8 @@ class WebhookGuardMiddleware:
     ) -> None:
         if not callable(app):
             raise ConfigurationError("WebhookGuardMiddleware: app must be an ASGI application")
-        if routes is not None and (guard is not None or path != DEFAULT_PATH):
-            raise ConfigurationError("WebhookGuardMiddleware: pass guard= and path=, or routes=, not both")
-        if routes is None:
-            if guard is None:
-                raise ConfigurationError("WebhookGuardMiddleware needs guard= (or routes={path: guard})")
-            routes = {path: guard}
-        if not routes:
-            raise ConfigurationError("WebhookGuardMiddleware: routes= is empty")
-        for route, route_guard in routes.items():
-            if not isinstance(route, str) or not route.startswith("/"):
-                raise ConfigurationError(f"WebhookGuardMiddleware: path {route!r} must start with '/'")
-            if not isinstance(route_guard, Guard):
-                raise ConfigurationError(f"WebhookGuardMiddleware: {route!r} maps to {route_guard!r}, not a Guard")
         self.app = app
-        self.routes: dict[str, Guard] = dict(routes)
+        self.routes = _routes(guard, path, routes)
         self.pass_through = bool(pass_through)
         unique = {id(g): g for g in self.routes.values()}
         self._embedded = [g for g in unique.values() if g.config.worker == "embedded"]
@@ -106,18 +94,14 @@ class WebhookGuardMiddleware:
         method, path = scope["method"], scope["path"]
         client = scope.get("client")
         remote_addr = client[0] if client else None
-        headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope.get("headers", ())]
+        headers = [(k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in scope["headers"]]
         try:
-            if method.upper() != "POST":
-                raise MethodNotAllowed(f"{method} is not POST")
-            chunked = any(k.lower() == "transfer-encoding" and "chunked" in v.lower() for k, v in headers)
-            length = next((v for k, v in headers if k.lower() == "content-length"), None)
-            declared = None if chunked else parse_content_length(length, guard.max_body_bytes)
-            body = await read_asgi_body(receive, declared, guard.max_body_bytes)
+            body = await _read_body(method, headers, receive, guard.max_body_bytes)
         except ClientDisconnected:
             return  # nobody is left to answer, and nothing was stored
         except Rejected as error:
-            return await _render(send, await guard.areject(error, method, path, remote_addr=remote_addr))
+            rejected = await guard.areject(error, method, path, remote_addr=remote_addr)
+            return await _render(send, rejected)
         outcome = await guard.areceive(method, path, headers, body, remote_addr=remote_addr)
         if not self.pass_through or outcome.status != 200:
             return await _render(send, outcome)
@@ -165,6 +149,34 @@ class WebhookGuardMiddleware:
                     await loop.run_in_executor(None, guard.stop_worker)  # joins the thread
             except Exception:
                 logger.exception("webhook_guard: %s of %r's worker failed", message["type"], guard)
+
+
+def _routes(guard: Guard | None, path: str, routes: Mapping[str, Guard] | None) -> dict[str, Guard]:
+    name = "WebhookGuardMiddleware"
+    if routes is not None and (guard is not None or path != DEFAULT_PATH):
+        raise ConfigurationError(f"{name}: pass guard= and path=, or routes=, not both")
+    if routes is None:
+        if guard is None:
+            raise ConfigurationError(f"{name} needs guard= (or routes={{path: guard}})")
+        routes = {path: guard}
+    if not routes:
+        raise ConfigurationError(f"{name}: routes= is empty")
+    for route, route_guard in routes.items():
+        if not isinstance(route, str) or not route.startswith("/"):
+            raise ConfigurationError(f"{name}: path {route!r} must start with '/'")
+        if not isinstance(route_guard, Guard):
+            raise ConfigurationError(f"{name}: {route!r} maps to {route_guard!r}, not a Guard")
+    return dict(routes)
+
+
+async def _read_body(method: str, headers: HeaderList, receive: Receive, cap: int) -> bytes:
+    """The raw body, or a ``Rejected``: refused by method or declared length before any read."""
+    if method.upper() != "POST":
+        raise MethodNotAllowed(f"{method} is not POST")
+    chunked = any(k == "transfer-encoding" and "chunked" in v.lower() for k, v in headers)
+    length = next((v for k, v in headers if k == "content-length"), None)
+    declared = None if chunked else parse_content_length(length, cap)
+    return await read_asgi_body(receive, declared, cap)
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:

@@ -50,7 +50,9 @@ DEFAULT_PATH = "/webhook"
 _ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
 
 
-def webhook(guard: Guard, *event_types: str) -> Callable[[Handler], Callable[..., ResponseReturnValue]]:
+def webhook(
+    guard: Guard, *event_types: str
+) -> Callable[[Handler], Callable[..., ResponseReturnValue]]:
     """Register the decorated function as ``guard``'s handler and return the Flask view."""
 
     def decorate(handler: Handler) -> Callable[..., ResponseReturnValue]:
@@ -72,9 +74,15 @@ def make_view(guard: Guard) -> Callable[..., ResponseReturnValue]:
         try:
             body = _raw_body(request, guard.max_body_bytes)
         except Rejected as error:
-            return render(guard.reject(error, request.method, request.path, remote_addr=request.remote_addr))
+            return render(
+                guard.reject(error, request.method, request.path, remote_addr=request.remote_addr)
+            )
         outcome = guard.receive(
-            request.method, request.path, request.headers.items(), body, remote_addr=request.remote_addr
+            request.method,
+            request.path,
+            request.headers.items(),
+            body,
+            remote_addr=request.remote_addr,
         )
         return render(outcome)
 

@@ -106,7 +106,9 @@ class Guard:
                 "Anyone can send it anything. Never run this in production.",
                 config.endpoint,
             )
-        self.queue: Queue = queue if queue is not None and not isinstance(queue, str) else _open_queue(config.queue)
+        self.queue: Queue = (
+            queue if queue is not None and not isinstance(queue, str) else _open_queue(config.queue)
+        )
         self.clock = clock
         self._handlers: list[tuple[str, Handler]] = []
         self._runtime: Any = None  # the embedded worker, created on first use in this process
@@ -243,11 +245,13 @@ class Guard:
         return outcome.rejected(error)
 
     def admit(self, method: str, headers: HeadersLike, body: bytes) -> Delivery:
-        """Check method, size and signature; return the Delivery to enqueue or raise ``Rejected``."""
+        """Check method, size, signature; return the Delivery to enqueue or raise ``Rejected``."""
         if method.upper() != "POST":
             raise MethodNotAllowed(f"{method} is not POST")
         if len(body) > self.max_body_bytes:
-            raise PayloadTooLarge(f"body of {len(body)} bytes is over the {self.max_body_bytes}-byte cap")
+            raise PayloadTooLarge(
+                f"body of {len(body)} bytes is over the {self.max_body_bytes}-byte cap"
+            )
         request_headers = Headers(headers)
         verified = self._verify(request_headers, body)
         return Delivery(
@@ -338,7 +342,9 @@ def _never_crash(function: Callable[..., Any], *args: Any) -> None:
     try:
         function(*args)
     except Exception:
-        logger.exception("webhook_guard: %s failed (ignored)", getattr(function, "__name__", function))
+        logger.exception(
+            "webhook_guard: %s failed (ignored)", getattr(function, "__name__", function)
+        )
 
 
 async def _anever_crash(awaitable: Any) -> None:

@@ -28,23 +28,50 @@ SETTLE_LIMIT_SECONDS = 60.0
 
 
 def run_demo(directory: str | None = None, port: int = 0) -> int:
-    if shutil.which("gunicorn", path=os.path.dirname(sys.executable)) is None and not _has_gunicorn():
-        print("the demo serves the app with gunicorn: pip install 'webhook-guard[demo]'", file=sys.stderr)
+    if (
+        shutil.which("gunicorn", path=os.path.dirname(sys.executable)) is None
+        and not _has_gunicorn()
+    ):
+        print(
+            "the demo serves the app with gunicorn: pip install 'webhook-guard[demo]'",
+            file=sys.stderr,
+        )
         return 2
     workdir = Path(directory or tempfile.mkdtemp(prefix="webhook-guard-demo-"))
     workdir.mkdir(parents=True, exist_ok=True)
     db = workdir / "webhook_guard.db"
     secret = "demo-" + secrets.token_hex(8)
     port = port or _free_port()
-    env = dict(os.environ, WEBHOOK_SECRET=secret, WEBHOOK_GUARD_DB=str(db), WEBHOOK_SCHEME="cloudaipilot",
-               SAMPLE_PROCESSED_LOG=str(workdir / "processed.jsonl"))
+    env = dict(
+        os.environ,
+        WEBHOOK_SECRET=secret,
+        WEBHOOK_GUARD_DB=str(db),
+        WEBHOOK_SCHEME="cloudaipilot",
+        SAMPLE_PROCESSED_LOG=str(workdir / "processed.jsonl"),
+    )
     env.pop("WEBHOOK_GUARD_WORKER", None)
     log = open(workdir / "server.log", "ab")  # noqa: SIM115 - closed in finally
     print(f"1. serving the Flask sample under gunicorn on http://127.0.0.1:{port}/webhook")
     server = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", APP, "--bind", f"127.0.0.1:{port}", "--workers", "1",
-         "--threads", "4", "--worker-class", "gthread", "--log-level", "warning"],
-        env=env, stdout=log, stderr=subprocess.STDOUT,
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            APP,
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--workers",
+            "1",
+            "--threads",
+            "4",
+            "--worker-class",
+            "gthread",
+            "--log-level",
+            "warning",
+        ],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     try:
         if not _wait_for_port(port, server):
@@ -54,10 +81,13 @@ def run_demo(directory: str | None = None, port: int = 0) -> int:
         print("\n3. waiting for the worker (retries back off for a few seconds) ...")
         queue = SQLiteQueue(db)
         settled = _wait_settled(queue)
-        print("\n4. the delivery history (webhook-guard history --db " f"{db}):\n")
+        print(f"\n4. the delivery history (webhook-guard history --db {db}):\n")
         print(format_table(history_rows(queue, limit=20)))
         if not settled:
-            print("\nsome deliveries were still in progress when the demo stopped waiting", file=sys.stderr)
+            print(
+                "\nsome deliveries were still in progress when the demo stopped waiting",
+                file=sys.stderr,
+            )
             return 1
         print(
             "\nEvery accepted delivery was stored before its 200; the handler ran in the worker, "

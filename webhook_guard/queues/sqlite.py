@@ -25,11 +25,11 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from webhook_guard.core.delivery import Delivery
-from webhook_guard.core.queue import EnqueueResult, Enqueued, Rejection
+from webhook_guard.core.queue import Enqueued, EnqueueResult, Rejection
 from webhook_guard.exceptions import ConfigurationError, QueueUnavailable
 
 Durability = Literal["power", "process"]
@@ -180,7 +180,9 @@ class _Pending:
 
     __slots__ = ("delivery", "done", "error", "rejection", "result")
 
-    def __init__(self, delivery: Delivery | None = None, rejection: Rejection | None = None) -> None:
+    def __init__(
+        self, delivery: Delivery | None = None, rejection: Rejection | None = None
+    ) -> None:
         self.delivery = delivery
         self.rejection = rejection
         self.done = False
@@ -248,12 +250,17 @@ class SQLiteQueue:
         if not os.path.isdir(directory):
             raise QueueUnavailable(f"directory of the queue database does not exist: {directory}")
         conn = sqlite3.connect(
-            self.path, isolation_level=None, timeout=self.busy_timeout_ms / 1000, check_same_thread=True
+            self.path,
+            isolation_level=None,
+            timeout=self.busy_timeout_ms / 1000,
+            check_same_thread=True,
         )
         conn.execute(f"PRAGMA busy_timeout={int(self.busy_timeout_ms)}")
         mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
         if str(mode).lower() != "wal":
-            raise QueueUnavailable(f"{self.path}: cannot switch to WAL (got {mode}); is it on a network disk?")
+            raise QueueUnavailable(
+                f"{self.path}: cannot switch to WAL (got {mode}); is it on a network disk?"
+            )
         conn.execute("PRAGMA synchronous=" + ("FULL" if self.durability == "power" else "NORMAL"))
         conn.executescript(_SCHEMA)
         return conn
@@ -324,11 +331,15 @@ class SQLiteQueue:
             with self._transaction() as conn:
                 results = [self._write(conn, item, now) for item in batch]
         except Exception as error:
-            failure = error if isinstance(error, QueueUnavailable) else QueueUnavailable(f"{self.path}: {error}")
+            failure = (
+                error
+                if isinstance(error, QueueUnavailable)
+                else QueueUnavailable(f"{self.path}: {error}")
+            )
             for item in batch:
                 item.error, item.done = failure, True
             return
-        for item, result in zip(batch, results):
+        for item, result in zip(batch, results, strict=True):
             item.result, item.done = result, True
 
     def _write(self, conn: sqlite3.Connection, item: _Pending, now: float) -> EnqueueResult | None:
@@ -336,8 +347,17 @@ class SQLiteQueue:
             r = item.rejection
             conn.execute(
                 _INSERT_REJECTION,
-                (r.received_at, r.endpoint, r.method, r.path, r.remote_addr, r.reason, r.hint,
-                 r.body_size, r.body_sha256),
+                (
+                    r.received_at,
+                    r.endpoint,
+                    r.method,
+                    r.path,
+                    r.remote_addr,
+                    r.reason,
+                    r.hint,
+                    r.body_size,
+                    r.body_sha256,
+                ),
             )
             return None
         d = item.delivery
@@ -354,8 +374,19 @@ class SQLiteQueue:
                 return EnqueueResult(Enqueued.DUPLICATE, row[0])
         conn.execute(
             _INSERT_DELIVERY,
-            (d.id, d.endpoint, d.scheme, d.event_type, d.dedupe_key, d.received_at,
-             json.dumps(list(d.headers)), d.body, d.body_sha256, now, now),
+            (
+                d.id,
+                d.endpoint,
+                d.scheme,
+                d.event_type,
+                d.dedupe_key,
+                d.received_at,
+                json.dumps(list(d.headers)),
+                d.body,
+                d.body_sha256,
+                now,
+                now,
+            ),
         )
         return EnqueueResult(Enqueued.NEW, d.id)
 
@@ -407,15 +438,20 @@ class SQLiteQueue:
     def heartbeat(self, claimed: Claimed, lease_seconds: float) -> bool:
         """Extend the lease of a long handler; False if it was lost to another worker."""
         with self._transaction() as conn:
-            return conn.execute(
-                "UPDATE deliveries SET lease_until = ? WHERE id = ? AND lease_token = ?",
-                (time.time() + lease_seconds, claimed.delivery.id, claimed.token),
-            ).rowcount == 1
+            return (
+                conn.execute(
+                    "UPDATE deliveries SET lease_until = ? WHERE id = ? AND lease_token = ?",
+                    (time.time() + lease_seconds, claimed.delivery.id, claimed.token),
+                ).rowcount
+                == 1
+            )
 
     def ack(self, claimed: Claimed, note: str | None = None) -> bool:
         return self._finish(claimed, "processed", "processed", None, note, None)
 
-    def retry_later(self, claimed: Claimed, delay: float, error: str, traceback: str | None) -> bool:
+    def retry_later(
+        self, claimed: Claimed, delay: float, error: str, traceback: str | None
+    ) -> bool:
         return self._finish(claimed, "retrying", "failed", delay, error, traceback)
 
     def dead(self, claimed: Claimed, error: str, traceback: str | None) -> bool:
@@ -437,8 +473,14 @@ class SQLiteQueue:
                 "UPDATE deliveries SET status = ?, run_at = ?, lease_until = NULL,"
                 " lease_token = NULL, last_error = ?, updated_at = ?"
                 " WHERE id = ? AND lease_token = ?",
-                (status, now + (delay or 0.0), error if status != "processed" else None, now,
-                 claimed.delivery.id, claimed.token),
+                (
+                    status,
+                    now + (delay or 0.0),
+                    error if status != "processed" else None,
+                    now,
+                    claimed.delivery.id,
+                    claimed.token,
+                ),
             ).rowcount
             if changed:
                 conn.execute(
@@ -450,10 +492,14 @@ class SQLiteQueue:
 
     def next_due_in(self) -> float | None:
         """Seconds until the next delivery is due (0 if one is due now), None if none waits."""
-        row = self._connection().execute(
-            "SELECT MIN(CASE WHEN status = 'processing' THEN lease_until ELSE run_at END)"
-            " FROM deliveries WHERE status IN ('queued', 'retrying', 'processing')"
-        ).fetchone()
+        row = (
+            self._connection()
+            .execute(
+                "SELECT MIN(CASE WHEN status = 'processing' THEN lease_until ELSE run_at END)"
+                " FROM deliveries WHERE status IN ('queued', 'retrying', 'processing')"
+            )
+            .fetchone()
+        )
         if row[0] is None:
             return None
         return max(0.0, float(row[0]) - time.time())
@@ -470,12 +516,17 @@ class SQLiteQueue:
     ) -> list[DeliveryRecord]:
         """Accepted deliveries, newest first."""
         where, params = _filters(statuses, since, endpoint)
-        rows = self._connection().execute(
-            "SELECT id, endpoint, scheme, event_type, dedupe_key, received_at, status, attempts,"
-            " run_at, last_error, updated_at, length(body), body_sha256 FROM deliveries"
-            f" {where} ORDER BY received_at DESC LIMIT ?",
-            (*params, limit),
-        ).fetchall()
+        rows = (
+            self._connection()
+            .execute(
+                "SELECT id, endpoint, scheme, event_type, dedupe_key, received_at, status,"
+                " attempts, run_at, last_error, updated_at, length(body), body_sha256"
+                " FROM deliveries"
+                f" {where} ORDER BY received_at DESC LIMIT ?",
+                (*params, limit),
+            )
+            .fetchall()
+        )
         return [DeliveryRecord(*row) for row in rows]
 
     def rejections(
@@ -483,15 +534,20 @@ class SQLiteQueue:
     ) -> list[RejectionRecord]:
         """Rejected requests (metadata only), newest first."""
         where, params = _filters((), since, endpoint)
-        rows = self._connection().execute(
-            "SELECT id, received_at, endpoint, method, path, remote_addr, reason, hint, body_size,"
-            f" body_sha256 FROM rejections {where} ORDER BY received_at DESC LIMIT ?",
-            (*params, limit),
-        ).fetchall()
+        rows = (
+            self._connection()
+            .execute(
+                "SELECT id, received_at, endpoint, method, path, remote_addr, reason, hint,"
+                f" body_size, body_sha256 FROM rejections {where}"
+                " ORDER BY received_at DESC LIMIT ?",
+                (*params, limit),
+            )
+            .fetchall()
+        )
         return [RejectionRecord(*row) for row in rows]
 
     def get(self, delivery_id: str) -> DeliveryRecord | None:
-        """One delivery with its headers, body and every attempt; ``delivery_id`` may be a prefix."""
+        """One delivery with headers, body and every attempt; ``delivery_id`` may be a prefix."""
         conn = self._connection()
         rows = conn.execute(
             "SELECT id, endpoint, scheme, event_type, dedupe_key, received_at, status, attempts,"
@@ -501,20 +557,23 @@ class SQLiteQueue:
         ).fetchall()
         if len(rows) != 1:
             return None
-        *fields, headers, body = rows[0]
+        row = rows[0]
         attempts = conn.execute(
             "SELECT attempt, started_at, finished_at, outcome, error, traceback FROM attempts"
             " WHERE delivery_id = ? ORDER BY id",
-            (fields[0],),
+            (row[0],),
         ).fetchall()
-        return DeliveryRecord(
-            *fields,
-            headers=tuple((str(k), str(v)) for k, v in json.loads(headers)),
-            body=bytes(body),
+        summary = DeliveryRecord(*row[:13])
+        return replace(
+            summary,
+            headers=tuple((str(k), str(v)) for k, v in json.loads(row[13])),
+            body=bytes(row[14]),
             attempt_log=tuple(AttemptRecord(*a) for a in attempts),
         )
 
-    def replay(self, delivery_ids: list[str] | None = None, *, statuses: tuple[str, ...] = ()) -> int:
+    def replay(
+        self, delivery_ids: list[str] | None = None, *, statuses: tuple[str, ...] = ()
+    ) -> int:
         """Queue deliveries again with a fresh attempt budget; return how many."""
         now = time.time()
         with self._transaction() as conn:

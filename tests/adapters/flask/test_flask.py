@@ -30,7 +30,9 @@ def test_decorated_function_runs_in_the_worker_not_the_request(tmp_path: Path) -
     def on_paid(delivery: Delivery) -> None:
         seen.append(delivery)
 
-    response = app.test_client().post("/webhook", data=BODY, headers=sign_request("cloudaipilot", SECRET, BODY))
+    response = app.test_client().post(
+        "/webhook", data=BODY, headers=sign_request("cloudaipilot", SECRET, BODY)
+    )
     assert response.status_code == 200
     assert seen == []
     assert Worker(guard).drain(timeout=10) == 1
@@ -60,7 +62,12 @@ def test_extension_reads_its_settings_from_app_config(tmp_path: Path) -> None:
     ok = client.post("/hooks/cap", data=BODY, headers=sign_request("cloudaipilot", SECRET, BODY))
     assert ok.status_code == 200
     big = b"x" * 101
-    assert client.post("/hooks/cap", data=big, headers=sign_request("cloudaipilot", SECRET, big)).status_code == 413
+    assert (
+        client.post(
+            "/hooks/cap", data=big, headers=sign_request("cloudaipilot", SECRET, big)
+        ).status_code
+        == 413
+    )
     assert hooks.guard is app.extensions["webhook_guard"].guard
     assert Worker(hooks.guard).drain(timeout=10) == 1
     assert seen == [ok.get_json()["id"]]
@@ -76,7 +83,9 @@ def test_a_hook_that_read_the_body_first_does_not_empty_it(tmp_path: Path) -> No
         flask.request.get_data(cache=True)
 
     app.add_url_rule("/webhook", "webhook", webhook(guard)(lambda d: None))
-    response = app.test_client().post("/webhook", data=BODY, headers=sign_request("cloudaipilot", SECRET, BODY))
+    response = app.test_client().post(
+        "/webhook", data=BODY, headers=sign_request("cloudaipilot", SECRET, BODY)
+    )
     assert response.status_code == 200, response.data
 
 
@@ -101,7 +110,11 @@ def test_accepted_delivery_keeps_no_credential_headers(tmp_path: Path) -> None:
     guard = contract_guard("cloudaipilot", SQLiteQueue(tmp_path / "q.db"))
     app = flask.Flask(__name__)
     app.add_url_rule("/webhook", "webhook", webhook(guard)(lambda d: None))
-    headers = {**sign_request("cloudaipilot", SECRET, BODY), "Authorization": "Bearer tok-123", "Cookie": "s=1"}
+    headers = {
+        **sign_request("cloudaipilot", SECRET, BODY),
+        "Authorization": "Bearer tok-123",
+        "Cookie": "s=1",
+    }
     delivery_id = app.test_client().post("/webhook", data=BODY, headers=headers).get_json()["id"]
     stored = guard.queue.get(delivery_id)  # type: ignore[attr-defined]
     names = {name for name, _ in stored.headers}

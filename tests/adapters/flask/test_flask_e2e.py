@@ -12,8 +12,8 @@ import pytest
 pytest.importorskip("flask")
 pytest.importorskip("gunicorn")
 
-from tests.contract import CAP, HTTPTransport, run_http_contract, sample_app_env  # noqa: E402
-from tests.servers import (  # noqa: E402
+from tests.contract import CAP, HTTPTransport, run_http_contract, sample_app_env
+from tests.servers import (
     free_port,
     gunicorn_command,
     processed,
@@ -21,7 +21,7 @@ from tests.servers import (  # noqa: E402
     serve,
     wait_until,
 )
-from webhook_guard.core.schemes import get_scheme  # noqa: E402
+from webhook_guard.core.schemes import get_scheme
 
 pytestmark = pytest.mark.e2e
 APP = "sample_apps.flask_app:app"
@@ -55,7 +55,9 @@ def test_chunked_body_over_the_cap_is_413_not_a_truncated_200(tmp_path: Path) ->
         over = transport.request("POST", "/webhook", truncated_headers, big, chunked=True)
         assert over.status == 413 and over.json() == {"error": "payload_too_large"}
         small = json.dumps({"event": "small", "pad": "y" * (CAP // 2)}).encode()
-        under = transport.request("POST", "/webhook", scheme.sign(small, secret), small, chunked=True)
+        under = transport.request(
+            "POST", "/webhook", scheme.sign(small, secret), small, chunked=True
+        )
         assert under.status == 200, under.body
         delivery_id = under.json()["id"]
         assert wait_until(lambda: any(p["id"] == delivery_id for p in processed(tmp_path)))
@@ -81,7 +83,10 @@ def test_queue_unavailable_is_503_with_retry_after(tmp_path: Path) -> None:
 def test_preloaded_app_with_two_workers_processes_each_delivery_once(tmp_path: Path) -> None:
     """gunicorn --preload -w 2: each forked worker opens its own SQLite and runs its own worker."""
     port = free_port()
-    command = [*gunicorn_command(APP, port, workers=2, worker_class="gthread", threads=4), "--preload"]
+    command = [
+        *gunicorn_command(APP, port, workers=2, worker_class="gthread", threads=4),
+        "--preload",
+    ]
     transport = HTTPTransport("127.0.0.1", port)
     secret = sample_app_env()["WEBHOOK_SECRET"].split(",")[0]
     scheme = get_scheme("cloudaipilot")
