@@ -1,0 +1,192 @@
+"""The embedded SQLite queue: durability settings, dedupe, group commit, leases, processes."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import sqlite3
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from webhook_guard.core.delivery import Delivery, new_delivery_id
+from webhook_guard.core.queue import Enqueued
+from webhook_guard.exceptions import ConfigurationError, QueueUnavailable
+from webhook_guard.queues import open_queue
+from webhook_guard.queues.sqlite import SQLiteQueue
+
+
+def _delivery(key: str | None = None, body: bytes = b"{}", endpoint: str = "default") -> Delivery:
+    return Delivery(
+        id=new_delivery_id(), endpoint=endpoint, body=body, dedupe_key=key, received_at=time.time()
+    )
+
+
+@pytest.mark.parametrize(("durability", "level"), [("power", 2), ("process", 1)])
+def test_durability_sets_wal_and_synchronous(tmp_path: Path, durability: str, level: int) -> None:
+    """power -> WAL + synchronous=FULL (2); process -> WAL + NORMAL (1)."""
+    queue = SQLiteQueue(tmp_path / "q.db", durability=durability)  # type: ignore[arg-type]
+    queue.enqueue(_delivery())
+    conn = queue._connection()
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert conn.execute("PRAGMA synchronous").fetchone()[0] == level
+
+
+def test_queue_urls_and_paths(tmp_path: Path) -> None:
+    """open_queue understands paths and sqlite:/// URLs, and refuses what it cannot serve."""
+    assert open_queue(str(tmp_path / "a.db")).path == str(tmp_path / "a.db")  # type: ignore[attr-defined]
+    url_queue = open_queue(f"sqlite:///{tmp_path}/b.db?durability=process")
+    assert isinstance(url_queue, SQLiteQueue) and url_queue.durability == "process"
+    assert url_queue.path == f"{tmp_path}/b.db"
+    with pytest.raises(ConfigurationError, match="not supported"):
+        open_queue("redis://127.0.0.1:6379/0")
+    with pytest.raises(ConfigurationError, match="durability"):
+        open_queue(f"sqlite:///{tmp_path}/c.db?durability=fast")
+
+
+def test_nothing_touches_the_disk_until_first_use(tmp_path: Path) -> None:
+    """Building a queue opens no file: safe to build at import time, before a fork."""
+    SQLiteQueue(tmp_path / "lazy.db")
+    assert not (tmp_path / "lazy.db").exists()
+
+
+def test_dedupe_is_scoped_by_endpoint_and_returns_the_first_id(tmp_path: Path) -> None:
+    """The same key twice is a duplicate naming the first delivery; another endpoint is new."""
+    queue = SQLiteQueue(tmp_path / "q.db")
+    first = queue.enqueue(_delivery("k1"))
+    again = queue.enqueue(_delivery("k1"))
+    other = queue.enqueue(_delivery("k1", endpoint="other"))
+    assert first.status is Enqueued.NEW and again.status is Enqueued.DUPLICATE
+    assert again.delivery_id == first.delivery_id
+    assert other.status is Enqueued.NEW
+    assert len(queue.deliveries()) == 2
+
+
+def test_an_expired_dedupe_key_no_longer_dedupes(tmp_path: Path) -> None:
+    """Past its window a key is taken over by the new delivery."""
+    queue = SQLiteQueue(tmp_path / "q.db", dedupe_seconds=0.01)
+    first = queue.enqueue(_delivery("k"))
+    while queue.enqueue(_delivery("k")).status is Enqueued.DUPLICATE:
+        time.sleep(0.01)
+    assert len(queue.deliveries()) == 2 and first.status is Enqueued.NEW
+
+
+def test_purging_deliveries_keeps_dedupe_keys_inside_their_window(tmp_path: Path) -> None:
+    """purge forgets processed deliveries, but their keys keep deduping for 7 days."""
+    queue = SQLiteQueue(tmp_path / "q.db")
+    queue.enqueue(_delivery("k"))
+    claimed = queue.claim(60)
+    assert claimed is not None and queue.ack(claimed)
+    queue.purge(older_than=0)
+    assert queue.deliveries() == []
+    assert queue.enqueue(_delivery("k")).status is Enqueued.DUPLICATE
+
+
+def test_concurrent_enqueues_share_one_commit(tmp_path: Path) -> None:
+    """Requests that arrive while a commit is in flight are written by the next single commit."""
+    queue = SQLiteQueue(tmp_path / "q.db")
+    queue.enqueue(_delivery())  # schema and connection exist before the race
+    commits = 0
+    real_commit = queue._commit
+
+    def counting_commit(batch: list) -> None:  # type: ignore[type-arg]
+        nonlocal commits
+        commits += 1
+        real_commit(batch)
+
+    queue._commit = counting_commit  # type: ignore[method-assign]
+    results = []
+    with queue._commit_lock:  # a commit "in flight": everyone who arrives now must wait
+        threads = [
+            threading.Thread(target=lambda: results.append(queue.enqueue(_delivery())))
+            for _ in range(10)
+        ]
+        for thread in threads:
+            thread.start()
+        while len(queue._pending) < 10:
+            time.sleep(0.001)
+    for thread in threads:
+        thread.join()
+    assert len(results) == 10 and all(r.status is Enqueued.NEW for r in results)
+    assert commits == 1, "ten enqueues, one transaction, one fsync"
+    assert len(queue.deliveries(limit=100)) == 11
+
+
+def test_a_locked_database_fails_every_enqueue_of_the_batch(tmp_path: Path) -> None:
+    """Another process holding the write lock past the busy timeout: each waiting request gets
+    QueueUnavailable (the adapters' 503), and nothing is half-written."""
+    queue = SQLiteQueue(tmp_path / "q.db", busy_timeout_ms=50)
+    queue.enqueue(_delivery())
+    blocker = sqlite3.connect(tmp_path / "q.db", isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")
+    errors: list[BaseException] = []
+
+    def enqueue() -> None:
+        try:
+            queue.enqueue(_delivery())
+        except QueueUnavailable as error:
+            errors.append(error)
+
+    try:
+        with queue._commit_lock:
+            threads = [threading.Thread(target=enqueue) for _ in range(3)]
+            for thread in threads:
+                thread.start()
+            while len(queue._pending) < 3:
+                time.sleep(0.001)
+        for thread in threads:
+            thread.join()
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    assert len(errors) == 3 and all("locked" in str(e) for e in errors)
+    assert len(queue.deliveries()) == 1
+
+
+def test_missing_directory_is_queue_unavailable(tmp_path: Path) -> None:
+    """A database in a directory that does not exist is QueueUnavailable, not a crash."""
+    with pytest.raises(QueueUnavailable, match="does not exist"):
+        SQLiteQueue(tmp_path / "nope" / "q.db").enqueue(_delivery())
+
+
+def _claim_all(path: str, results: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
+    queue = SQLiteQueue(path)
+    claimed = []
+    while (item := queue.claim(60)) is not None:
+        claimed.append(item.delivery.id)
+        queue.ack(item)
+    results.put(claimed)
+
+
+def test_forked_processes_never_claim_the_same_delivery(tmp_path: Path) -> None:
+    """Four forked consumers of one file (the parent used it before forking) split the work."""
+    queue = SQLiteQueue(tmp_path / "q.db")
+    ids = {queue.enqueue(_delivery()).delivery_id for _ in range(200)}
+    context = multiprocessing.get_context("fork")
+    results = context.Queue()
+    workers = [context.Process(target=_claim_all, args=(queue.path, results)) for _ in range(4)]
+    for worker in workers:
+        worker.start()
+    claimed = [i for _ in workers for i in results.get(timeout=60)]
+    for worker in workers:
+        worker.join(30)
+    assert sorted(claimed) == sorted(ids), "every delivery claimed exactly once"
+    assert queue.counts() == {"processed": 200}
+
+
+def test_a_queue_object_used_before_fork_works_in_the_child(tmp_path: Path) -> None:
+    """After fork the child drops the parent's connection and opens its own."""
+    queue = SQLiteQueue(tmp_path / "q.db")
+    queue.enqueue(_delivery())
+    pid = os.fork()
+    if pid == 0:  # child
+        try:
+            queue.enqueue(_delivery())
+            os._exit(0)
+        except BaseException:
+            os._exit(1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert len(queue.deliveries()) == 2
