@@ -12,10 +12,9 @@ import logging
 import os
 import threading
 import time
-import traceback
 from typing import TYPE_CHECKING
 
-from webhook_guard.core.retry import decide
+from webhook_guard.core.processing import run_attempt
 from webhook_guard.exceptions import ConfigurationError, QueueUnavailable
 from webhook_guard.queues.sqlite import Claimed, SQLiteQueue
 
@@ -102,46 +101,23 @@ class Worker:
         return done
 
     def process(self, claimed: Claimed) -> None:
-        delivery = claimed.delivery
-        policy = self.guard.retry_policy
-        if delivery.attempt > policy.max_attempts:
-            # Every allowed attempt ended with the worker dying (killed, out of memory...).
-            self.queue.dead(
-                claimed,
-                f"the worker stopped during each of {policy.max_attempts} attempts",
-                None,
-            )
-            return
         beat = _Heartbeat(self.queue, claimed, self.lease_seconds)
         try:
-            ran = self.guard.dispatch(delivery)
-        except Exception as error:
+            result = run_attempt(self.guard, claimed.delivery)
+        finally:
             beat.stop()
-            decision = decide(error, delivery.attempt, policy)
-            trace = traceback.format_exc()
-            if decision.delay is None:
-                logger.error(
-                    "delivery %s dead after attempt %d: %s",
-                    delivery.id,
-                    delivery.attempt,
-                    decision.reason,
-                )
-                self.queue.dead(claimed, decision.reason, trace)
-            else:
-                logger.warning(
-                    "delivery %s attempt %d failed, retry in %.1fs: %s",
-                    delivery.id,
-                    delivery.attempt,
-                    decision.delay,
-                    decision.reason,
-                )
-                self.queue.retry_later(claimed, decision.delay, decision.reason, trace)
-            return
-        beat.stop()
-        note = None if ran else f"no handler registered for event {delivery.event_type!r}"
-        if not self.queue.ack(claimed, note):
+        if result.status == "processed":
+            recorded = self.queue.ack(claimed, result.error)
+        elif result.status == "retrying":
+            recorded = self.queue.retry_later(
+                claimed, result.delay or 0.0, result.error or "", result.traceback
+            )
+        else:
+            recorded = self.queue.dead(claimed, result.error or "", result.traceback)
+        if not recorded:
             logger.warning(
-                "delivery %s: lease lost before ack; another worker will run it", delivery.id
+                "delivery %s: lease lost before its result was recorded; another worker runs it",
+                claimed.delivery.id,
             )
 
     def _housekeeping(self) -> None:
