@@ -60,23 +60,31 @@ class GuardConfig:
         """
 
         def get(name: str) -> Any:
-            return settings.get(prefix + name)
+            value = settings.get(prefix + name)
+            # An empty string (an unset environment variable) means "not given"; 0 does not.
+            return None if value == "" else value
 
         kwargs: dict[str, Any] = {"secrets": _secrets(get("SECRET"), get("SECRETS"))}
-        if get("SCHEME"):
+        if get("SCHEME") is not None:
             kwargs["scheme"] = str(get("SCHEME"))
-        if get("QUEUE") or get("DB"):
+        if get("QUEUE") is not None or get("DB") is not None:
             kwargs["queue"] = str(get("QUEUE") or get("DB"))
-        if get("ENDPOINT"):
+        if get("ENDPOINT") is not None:
             kwargs["endpoint"] = str(get("ENDPOINT"))
-        if get("MAX_BODY_BYTES"):
-            kwargs["max_body_bytes"] = _number(prefix + "MAX_BODY_BYTES", get("MAX_BODY_BYTES"), int)
-        if get("TOLERANCE"):
+        if get("MAX_BODY_BYTES") is not None:
+            kwargs["max_body_bytes"] = _number(
+                prefix + "MAX_BODY_BYTES", get("MAX_BODY_BYTES"), int
+            )
+        if get("TOLERANCE") is not None:
             kwargs["tolerance_seconds"] = _number(prefix + "TOLERANCE", get("TOLERANCE"), float)
-        if get("WORKER"):
+        if get("WORKER") is not None:
             kwargs["worker"] = str(get("WORKER"))
-        if get("INSECURE_DEV_MODE"):
-            kwargs["insecure_dev_mode"] = str(get("INSECURE_DEV_MODE")).lower() in ("1", "true", "yes")
+        if get("INSECURE_DEV_MODE") is not None:
+            kwargs["insecure_dev_mode"] = str(get("INSECURE_DEV_MODE")).lower() in (
+                "1",
+                "true",
+                "yes",
+            )
         return cls(**kwargs)
 
     @classmethod

@@ -11,7 +11,16 @@ HeadersLike = Union[Mapping[str, str], Iterable[tuple[str, str]], "Headers"]
 
 # Never stored, queued or shown: headers whose name says they carry a credential
 # (Authorization, Proxy-Authorization, Cookie, X-Api-Key, X-Auth-Token, ...).
-_CREDENTIAL_WORDS = ("auth", "cookie", "token", "secret", "password", "api-key", "apikey", "session")
+_CREDENTIAL_WORDS = (
+    "auth",
+    "cookie",
+    "token",
+    "secret",
+    "password",
+    "api-key",
+    "apikey",
+    "session",
+)
 
 
 def is_credential_header(name: str) -> bool:
@@ -40,7 +49,9 @@ class Headers:
         if not values:
             return None
         if len(values) > 1 and any(v != values[0] for v in values[1:]):
-            raise MalformedSignature(f"header {name!r} was sent {len(values)} times with different values")
+            raise MalformedSignature(
+                f"header {name!r} was sent {len(values)} times with different values"
+            )
         return values[0]
 
     def get_all(self, name: str) -> list[str]:

@@ -87,7 +87,7 @@ class HmacScheme:
         id_fields: JSON body fields tried for the delivery id when no header has it.
         body_hash_id: fall back to the body's sha256 as the delivery id (a sender's retry resends
             the same bytes).
-        secret_format: ``"utf8"``, or ``"whsec_base64"`` where the key is the base64 after ``whsec_``.
+        secret_format: ``"utf8"``, or ``"whsec_base64"``: the key is the base64 after ``whsec_``.
     """
 
     def __init__(
@@ -122,7 +122,9 @@ class HmacScheme:
                 "{timestamp} and {id} fields, and no other braces"
             )
         if "timestamp" in fields and not timestamp_header and not self._timestamp_in_signature():
-            raise ConfigurationError(f"scheme {name!r}: template signs {{timestamp}}: set timestamp_header")
+            raise ConfigurationError(
+                f"scheme {name!r}: template signs {{timestamp}}: set timestamp_header"
+            )
         if "id" in fields and not id_header:
             raise ConfigurationError(f"scheme {name!r}: template signs {{id}}: set id_header")
         if encoding not in ("hex", "base64"):
@@ -356,7 +358,9 @@ class StandardWebhooksScheme(HmacScheme):
             raise MissingSignature("no webhook-signature (or svix-signature) header")
         msg_id = self._header_id(headers)
         if not msg_id:
-            raise MalformedSignature("no webhook-id (or svix-id) header: it is part of the signed message")
+            raise MalformedSignature(
+                "no webhook-id (or svix-id) header: it is part of the signed message"
+            )
         entries = raw.split()
         signatures = [self._decode_signature(e) for e in entries if e.startswith("v1,")]
         if not signatures:
@@ -372,7 +376,9 @@ class StandardWebhooksScheme(HmacScheme):
         msg_id: str | None = None,
         event: str | None = None,
     ) -> dict[str, str]:
-        return super().sign(body, secret, timestamp=timestamp, msg_id=msg_id or f"msg_{uuid.uuid4().hex}")
+        return super().sign(
+            body, secret, timestamp=timestamp, msg_id=msg_id or f"msg_{uuid.uuid4().hex}"
+        )
 
 
 class StripeScheme(HmacScheme):
@@ -444,7 +450,7 @@ def cloudaipilot(*, tolerance: float = DEFAULT_TOLERANCE_SECONDS) -> HmacScheme:
 
 
 def github(*, tolerance: float = DEFAULT_TOLERANCE_SECONDS) -> HmacScheme:
-    """GitHub: ``X-Hub-Signature-256: sha256=<hex>``; dedupe on ``X-GitHub-Delivery`` scoped by hook."""
+    """GitHub: ``X-Hub-Signature-256: sha256=<hex>``; dedupe on the hook-scoped delivery id."""
     return HmacScheme(
         "github",
         signature_header="X-Hub-Signature-256",
@@ -529,7 +535,7 @@ def _formats_cleanly(template: str) -> bool:
 
 def _json_field(body: bytes, fields: Sequence[str]) -> str | None:
     """The first string among ``fields`` of a JSON object body, or None. Never raises."""
-    if len(body) > _MAX_JSON_SNIFF or not body.lstrip()[:1] == b"{":
+    if len(body) > _MAX_JSON_SNIFF or body.lstrip()[:1] != b"{":
         return None
     try:
         parsed: Any = json.loads(body)

@@ -1,0 +1,67 @@
+"""webhook_guard.core.headers: the case-insensitive multi-map every scheme reads."""
+
+from __future__ import annotations
+
+import pytest
+
+from webhook_guard.core.headers import Headers, is_credential_header
+from webhook_guard.exceptions import MalformedSignature
+
+
+def test_lookup_ignores_case() -> None:
+    """A header is found whatever the case of its name, in the map or the lookup."""
+    headers = Headers({"X-Hub-Signature-256": "sha256=ab"})
+    assert headers.get("x-hub-signature-256") == "sha256=ab"
+    assert headers.get("X-HUB-SIGNATURE-256") == "sha256=ab"
+    assert "x-Hub-signature-256" in headers
+    assert headers.get("X-Missing") is None
+    assert 42 not in headers
+
+
+def test_builds_from_pairs_mappings_and_headers() -> None:
+    """Headers accepts (name, value) pairs, a mapping, or another Headers (copied)."""
+    pairs = Headers([("A", "1"), ("b", "2")])
+    assert Headers({"A": "1", "b": "2"}).get("a") == pairs.get("a") == "1"
+    copy = Headers(pairs)
+    assert list(copy) == list(pairs) == [("a", "1"), ("b", "2")]
+
+
+def test_repeated_header_keeps_every_value_in_order() -> None:
+    """get_all returns every value of a repeated header in arrival order."""
+    headers = Headers([("Accept", "a"), ("accept", "b")])
+    assert headers.get_all("ACCEPT") == ["a", "b"]
+    assert headers.get_all("missing") == []
+
+
+def test_repeated_header_with_one_value_is_that_value() -> None:
+    """A header repeated with one identical value reads as that value."""
+    assert Headers([("X-Id", "7"), ("x-id", "7")]).get("X-Id") == "7"
+
+
+def test_repeated_header_with_different_values_is_malformed() -> None:
+    """A header repeated with different values is refused, naming the header."""
+    with pytest.raises(MalformedSignature, match="X-Id"):
+        Headers([("X-Id", "7"), ("x-id", "8")]).get("X-Id")
+
+
+def test_empty_value_is_returned_empty() -> None:
+    """An empty header value reads as an empty string, for the scheme to judge."""
+    assert Headers({"X-Id": ""}).get("X-Id") == ""
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["Authorization", "Proxy-Authorization", "Cookie", "X-Api-Key", "X-Auth-Token", "X-Session"],
+)
+def test_credential_headers_are_recognised(name: str) -> None:
+    """Headers whose names say they carry a credential are recognised."""
+    assert is_credential_header(name)
+
+
+def test_safe_items_and_repr_drop_credentials() -> None:
+    """safe_items and repr keep signature headers but drop credentials."""
+    headers = Headers(
+        {"Authorization": "Bearer hunter2", "Cookie": "sid=hunter3", "X-Hub-Signature-256": "x"}
+    )
+    assert headers.safe_items() == [("x-hub-signature-256", "x")]
+    assert "hunter" not in repr(headers)
