@@ -109,6 +109,9 @@ class Guard:
         self.queue: Queue = (
             queue if queue is not None and not isinstance(queue, str) else _open_queue(config.queue)
         )
+        bind = getattr(self.queue, "bind", None)
+        if callable(bind):  # broker queues: lets the engine's worker find this Guard
+            bind(self)
         self.clock = clock
         self._handlers: list[tuple[str, Handler]] = []
         self._runtime: Any = None  # the embedded worker, created on first use in this process
@@ -305,7 +308,12 @@ class Guard:
         return outcome.accepted(delivery_id)
 
     def _after_enqueue(self, status: Enqueued) -> None:
-        if status is Enqueued.NEW and self.config.worker == "embedded":
+        # Only the embedded SQLite queue is consumed in-process; brokers have their own workers.
+        if (
+            status is Enqueued.NEW
+            and self.config.worker == "embedded"
+            and hasattr(self.queue, "claim")
+        ):
             _never_crash(self.ensure_worker)
 
     # -- the embedded worker -----------------------------------------------------------------

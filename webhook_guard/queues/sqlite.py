@@ -29,6 +29,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from webhook_guard.core.delivery import Delivery
+from webhook_guard.core.processing import AttemptResult
 from webhook_guard.core.queue import Enqueued, EnqueueResult, Rejection
 from webhook_guard.exceptions import ConfigurationError, QueueUnavailable
 
@@ -54,6 +55,7 @@ CREATE TABLE IF NOT EXISTS deliveries (
     body        BLOB NOT NULL,
     body_sha256 TEXT NOT NULL,
     status      TEXT NOT NULL DEFAULT 'queued',
+    engine      TEXT NOT NULL DEFAULT 'sqlite',
     attempts    INTEGER NOT NULL DEFAULT 0,
     run_at      REAL NOT NULL,
     lease_until REAL,
@@ -98,8 +100,8 @@ CREATE INDEX IF NOT EXISTS rejections_received ON rejections(received_at);
 
 _INSERT_DELIVERY = """
 INSERT INTO deliveries (id, endpoint, scheme, event_type, dedupe_key, received_at, headers,
-                        body, body_sha256, status, run_at, updated_at)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?)
+                        body, body_sha256, status, run_at, updated_at, engine)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?)
 """
 # An expired key no longer dedupes: the upsert takes it over (changes() == 1 again).
 _CLAIM_KEY = """
@@ -113,10 +115,12 @@ INSERT INTO rejections (received_at, endpoint, method, path, remote_addr, reason
                         body_size, body_sha256)
 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
 """
+# Deliveries recorded for another engine (a broker carries them) are never claimed here.
 _NEXT_DUE = """
 SELECT id FROM deliveries
- WHERE (status IN ('queued', 'retrying') AND run_at <= :now)
-    OR (status = 'processing' AND lease_until < :now)
+ WHERE engine = 'sqlite'
+   AND ((status IN ('queued', 'retrying') AND run_at <= :now)
+     OR (status = 'processing' AND lease_until < :now))
  ORDER BY run_at, received_at LIMIT 1
 """
 
@@ -178,12 +182,16 @@ class RejectionRecord:
 class _Pending:
     """One write waiting for the next group commit."""
 
-    __slots__ = ("delivery", "done", "error", "rejection", "result")
+    __slots__ = ("delivery", "done", "engine", "error", "rejection", "result")
 
     def __init__(
-        self, delivery: Delivery | None = None, rejection: Rejection | None = None
+        self,
+        delivery: Delivery | None = None,
+        rejection: Rejection | None = None,
+        engine: str = "sqlite",
     ) -> None:
         self.delivery = delivery
+        self.engine = engine
         self.rejection = rejection
         self.done = False
         self.result: EnqueueResult | None = None
@@ -321,7 +329,7 @@ class SQLiteQueue:
                 self._commit(batch)
         if item.error is not None:
             raise item.error
-        if item.delivery is not None and item.result and item.result.status is Enqueued.NEW:
+        if item.engine == "sqlite" and item.result and item.result.status is Enqueued.NEW:
             self.enqueued.set()
         return item.result
 
@@ -386,6 +394,7 @@ class SQLiteQueue:
                 d.body_sha256,
                 now,
                 now,
+                item.engine,
             ),
         )
         return EnqueueResult(Enqueued.NEW, d.id)
@@ -574,7 +583,12 @@ class SQLiteQueue:
     def replay(
         self, delivery_ids: list[str] | None = None, *, statuses: tuple[str, ...] = ()
     ) -> int:
-        """Queue deliveries again with a fresh attempt budget; return how many."""
+        """Queue deliveries of this queue again with a fresh attempt budget; return how many."""
+        return len(self.mark_replayed(delivery_ids, statuses=statuses))
+
+    def mark_replayed(
+        self, delivery_ids: list[str] | None = None, *, statuses: tuple[str, ...] = ()
+    ) -> list[str]:
         now = time.time()
         with self._transaction() as conn:
             if delivery_ids is not None:
@@ -584,11 +598,88 @@ class SQLiteQueue:
                 marks = ",".join("?" * len(statuses))
                 where, params = f"status IN ({marks})", list(statuses)
             # A delivery in a worker's hands is not re-queued under it.
-            return conn.execute(
-                "UPDATE deliveries SET status = 'queued', attempts = 0, run_at = ?, updated_at = ?,"
-                f" lease_until = NULL, lease_token = NULL WHERE {where} AND status != 'processing'",
-                (now, now, *params),
-            ).rowcount
+            ids = [
+                row[0]
+                for row in conn.execute(
+                    f"SELECT id FROM deliveries WHERE {where} AND status != 'processing'", params
+                )
+            ]
+            conn.executemany(
+                "UPDATE deliveries SET status = 'queued', attempts = 0, run_at = ?,"
+                " updated_at = ?, lease_until = NULL, lease_token = NULL WHERE id = ?",
+                [(now, now, i) for i in ids],
+            )
+        return ids
+
+    # -- the store side, for deliveries that a broker carries --------------------------------
+
+    def reserve(self, delivery: Delivery, engine: str) -> EnqueueResult:
+        result = self._submit(_Pending(delivery=delivery, engine=engine))
+        assert result is not None  # a delivery always gets a result
+        return result
+
+    def release(self, delivery: Delivery) -> None:
+        with self._transaction() as conn:
+            conn.execute("DELETE FROM deliveries WHERE id = ?", (delivery.id,))
+            conn.execute(
+                "DELETE FROM dedupe WHERE endpoint = ? AND key = ? AND delivery_id = ?",
+                (delivery.endpoint, delivery.dedupe_key, delivery.id),
+            )
+
+    def attempt_started(self, delivery_id: str, attempt: int) -> None:
+        now = time.time()
+        with self._transaction() as conn:
+            conn.execute(
+                "UPDATE attempts SET finished_at = ?, outcome = 'lost',"
+                " error = 'the worker stopped before finishing'"
+                " WHERE delivery_id = ? AND finished_at IS NULL",
+                (now, delivery_id),
+            )
+            conn.execute(
+                "UPDATE deliveries SET status = 'processing', attempts = ?, updated_at = ?"
+                " WHERE id = ?",
+                (attempt, now, delivery_id),
+            )
+            conn.execute(
+                "INSERT INTO attempts (delivery_id, attempt, started_at) VALUES (?, ?, ?)",
+                (delivery_id, attempt, now),
+            )
+
+    def attempt_finished(self, delivery_id: str, attempt: int, result: AttemptResult) -> None:
+        now = time.time()
+        outcome = {"processed": "processed", "retrying": "failed", "dead": "dead"}[result.status]
+        with self._transaction() as conn:
+            conn.execute(
+                "UPDATE deliveries SET status = ?, run_at = ?, last_error = ?, updated_at = ?"
+                " WHERE id = ?",
+                (
+                    result.status,
+                    now + (result.delay or 0.0),
+                    None if result.status == "processed" else result.error,
+                    now,
+                    delivery_id,
+                ),
+            )
+            conn.execute(
+                "UPDATE attempts SET finished_at = ?, outcome = ?, error = ?, traceback = ?"
+                " WHERE delivery_id = ? AND attempt = ? AND finished_at IS NULL",
+                (now, outcome, result.error, result.traceback, delivery_id, attempt),
+            )
+
+    def load(self, delivery_id: str) -> Delivery | None:
+        record = self.get(delivery_id)
+        if record is None:
+            return None
+        return Delivery(
+            id=record.id,
+            endpoint=record.endpoint,
+            body=record.body,
+            headers=record.headers,
+            event_type=record.event_type,
+            dedupe_key=record.dedupe_key,
+            received_at=record.received_at,
+            scheme=record.scheme,
+        )
 
     def counts(self) -> dict[str, int]:
         rows = self._connection().execute("SELECT status, COUNT(*) FROM deliveries GROUP BY status")

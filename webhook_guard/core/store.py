@@ -1,0 +1,46 @@
+"""The delivery store: dedupe and history for queue engines that carry deliveries elsewhere.
+
+The embedded SQLite queue is queue and store at once. A broker-backed queue (Celery, RQ,
+Dramatiq, arq) keeps its messages in the broker and uses a store for the rest: ``reserve``
+dedupes and records the delivery before the broker sees it, ``release`` undoes that when
+publishing fails (or the sender's retry would be dropped as a duplicate of nothing), and the
+engine's worker reports each attempt so that ``history --failed`` and ``replay`` work the same
+whatever the engine.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+from webhook_guard.core.delivery import Delivery
+from webhook_guard.core.processing import AttemptResult
+from webhook_guard.core.queue import EnqueueResult, Rejection
+
+
+@runtime_checkable
+class DeliveryStore(Protocol):
+    def reserve(self, delivery: Delivery, engine: str) -> EnqueueResult:
+        """Dedupe on ``delivery.dedupe_key`` and record the delivery as queued, atomically."""
+        ...
+
+    def release(self, delivery: Delivery) -> None:
+        """Forget a reserved delivery and its dedupe key: its publish failed."""
+        ...
+
+    def attempt_started(self, delivery_id: str, attempt: int) -> None: ...
+
+    def attempt_finished(self, delivery_id: str, attempt: int, result: AttemptResult) -> None: ...
+
+    def load(self, delivery_id: str) -> Delivery | None:
+        """The stored delivery, body and headers included (for replay)."""
+        ...
+
+    def mark_replayed(
+        self, delivery_ids: list[str] | None = None, *, statuses: tuple[str, ...] = ()
+    ) -> list[str]:
+        """Queue deliveries again with a fresh attempt budget; return their ids."""
+        ...
+
+    def record_rejection(self, rejection: Rejection) -> None: ...
+
+    async def arecord_rejection(self, rejection: Rejection) -> None: ...

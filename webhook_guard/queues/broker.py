@@ -1,0 +1,126 @@
+"""What every broker-backed queue (Celery, RQ, Dramatiq, arq) shares.
+
+The request side: ``store.reserve`` (dedupe + history, atomically) -> publish the JSON envelope
+-> 200; a failed publish releases the reservation and answers 503. The worker side:
+``process_envelope`` runs one attempt with the Guard's handlers and our retry policy, publishes
+the next attempt with its delay itself, and reports every attempt to the store. Engines only
+say how to publish and how to call ``process_envelope``: their own retry and dead-letter
+machinery stays unused, so the policy and the history are the same on every engine.
+
+This module imports no engine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import logging
+import os
+from abc import ABC, abstractmethod
+from typing import TYPE_CHECKING, Any
+
+from webhook_guard.core.delivery import Delivery
+from webhook_guard.core.processing import AttemptResult, run_attempt
+from webhook_guard.core.queue import Enqueued, EnqueueResult, Rejection
+from webhook_guard.core.store import DeliveryStore
+from webhook_guard.exceptions import ConfigurationError, QueueUnavailable
+
+if TYPE_CHECKING:
+    from webhook_guard.core.guard import Guard
+
+logger = logging.getLogger("webhook_guard.queues")
+
+# The engine worker finds the Guard of an envelope's endpoint here. A Guard registers itself
+# when it is built on a broker queue; a worker process that has not imported the app imports
+# WEBHOOK_GUARD_APP ("module:attribute") first.
+_GUARDS: dict[str, Guard] = {}
+APP_ENV = "WEBHOOK_GUARD_APP"
+
+
+class BrokerQueue(ABC):
+    """A queue whose messages live in a broker, with dedupe and history in ``store``."""
+
+    engine: str = "broker"
+
+    def __init__(self, store: DeliveryStore) -> None:
+        self.store = store
+
+    @abstractmethod
+    def publish(self, envelope: dict[str, Any], delay: float = 0.0) -> None:
+        """Hand ``envelope`` to the broker, to be processed ``delay`` seconds from now.
+        Must give up quickly (bounded connect timeout) when the broker is down."""
+
+    def bind(self, guard: Guard) -> None:
+        """Called by the Guard built on this queue, so workers can find it by endpoint."""
+        _GUARDS[guard.endpoint] = guard
+
+    def enqueue(self, delivery: Delivery) -> EnqueueResult:
+        result = self.store.reserve(delivery, self.engine)
+        if result.status is Enqueued.DUPLICATE:
+            return result
+        try:
+            self.publish(delivery.to_envelope())
+        except Exception as error:
+            try:
+                self.store.release(delivery)
+            except Exception:
+                logger.exception("could not release %s after a failed publish", delivery.id)
+            raise QueueUnavailable(f"{self.engine}: publishing failed: {error}") from error
+        return result
+
+    async def aenqueue(self, delivery: Delivery) -> EnqueueResult:
+        return await asyncio.get_running_loop().run_in_executor(None, self.enqueue, delivery)
+
+    def record_rejection(self, rejection: Rejection) -> None:
+        self.store.record_rejection(rejection)
+
+    async def arecord_rejection(self, rejection: Rejection) -> None:
+        await self.store.arecord_rejection(rejection)
+
+    def replay(
+        self, delivery_ids: list[str] | None = None, *, statuses: tuple[str, ...] = ()
+    ) -> int:
+        """Publish stored deliveries again as attempt 1; return how many."""
+        count = 0
+        for delivery_id in self.store.mark_replayed(delivery_ids, statuses=statuses):
+            delivery = self.store.load(delivery_id)
+            if delivery is not None:
+                self.publish(delivery.to_envelope())
+                count += 1
+        return count
+
+    def close(self) -> None:  # noqa: B027 - engines without a connection to close keep this
+        """Close the broker connection, if the engine holds one."""
+
+
+def guard_for(endpoint: str) -> Guard:
+    """The Guard that handles ``endpoint``'s deliveries in this worker process."""
+    if endpoint not in _GUARDS and os.environ.get(APP_ENV):
+        _import_app(os.environ[APP_ENV])
+    try:
+        return _GUARDS[endpoint]
+    except KeyError:
+        raise ConfigurationError(
+            f"no Guard for endpoint {endpoint!r} in this worker: import your app first or set "
+            f"{APP_ENV}=module:guard"
+        ) from None
+
+
+def _import_app(target: str) -> None:
+    module_name, _, _attribute = target.partition(":")
+    importlib.import_module(module_name)
+
+
+def process_envelope(envelope: dict[str, Any]) -> AttemptResult:
+    """Run one attempt of the delivery in ``envelope``: what every engine's task calls."""
+    delivery = Delivery.from_envelope(envelope)
+    guard = guard_for(delivery.endpoint)
+    queue = guard.queue
+    if not isinstance(queue, BrokerQueue):
+        raise ConfigurationError(f"{guard!r} does not use a broker queue")
+    queue.store.attempt_started(delivery.id, delivery.attempt)
+    result = run_attempt(guard, delivery)
+    if result.status == "retrying":
+        queue.publish({**envelope, "attempt": delivery.attempt + 1}, result.delay or 0.0)
+    queue.store.attempt_finished(delivery.id, delivery.attempt, result)
+    return result
