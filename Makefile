@@ -23,7 +23,7 @@ LINT_PATHS := $(wildcard webhook_guard tests sample_apps benchmarks)
 OLDEST_TEST_PATHS := tests/adapters/flask tests/core
 
 DEMO_PIP_ARGS := -e '.[demo]'
-TEST_PIP_ARGS := -e '.[flask,django,starlette,fastapi,demo]' -r requirements/test.txt
+TEST_PIP_ARGS := -e '.[flask,django,starlette,fastapi,demo,celery,rq,dramatiq]' -r requirements/test.txt -r requirements/engines.txt
 OLDEST_PIP_ARGS := -r requirements/flask-oldest.txt -e . pytest pytest-timeout hypothesis gunicorn httpx
 
 DEP_FILES := pyproject.toml $(sort $(wildcard requirements/*.txt))

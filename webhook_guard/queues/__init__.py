@@ -2,11 +2,15 @@
 
 ``open_queue(url)`` turns a setting into a queue: ``None`` (``WEBHOOK_GUARD_DB`` or
 ``./webhook_guard.db``), a path, or ``sqlite:///relative.db`` / ``sqlite:////absolute.db`` with
-an optional ``?durability=process``.
+an optional ``?durability=process``. Broker engines: ``celery+redis://host:6379/0``,
+``celery+amqp://guest:guest@host:5672//``, ``rq://host:6379/0``, ``dramatiq+redis://...``,
+``dramatiq+amqp://...``, ``arq://host:6379/0``; their dedupe and history live in the SQLite store
+at ``WEBHOOK_GUARD_DB`` (one host) unless ``?store=redis://host:6379/1`` names a shared one.
 """
 
 from __future__ import annotations
 
+import importlib
 import os
 from urllib.parse import parse_qs, urlsplit
 
@@ -17,6 +21,15 @@ from webhook_guard.queues.sqlite import SQLiteQueue
 
 __all__ = ["SQLiteQueue", "open_queue"]
 
+# URL scheme (before any "+") -> module with ``from_url(url) -> BrokerQueue``; imported only
+# when named, so that no engine is imported unless it is used.
+ENGINES = {
+    "celery": "webhook_guard.queues.celery",
+    "rq": "webhook_guard.queues.rq",
+    "dramatiq": "webhook_guard.queues.dramatiq",
+    "arq": "webhook_guard.queues.arq",
+}
+
 
 def open_queue(url: str | None = None) -> Queue:
     """The queue a setting names. Opening is lazy: nothing touches the disk until first use."""
@@ -25,6 +38,11 @@ def open_queue(url: str | None = None) -> Queue:
     if "://" not in url:
         return SQLiteQueue(url)
     parts = urlsplit(url)
+    engine = parts.scheme.split("+", 1)[0]
+    if engine in ENGINES:
+        module = importlib.import_module(ENGINES[engine])
+        queue: Queue = module.from_url(url)
+        return queue
     if parts.scheme != "sqlite":
         raise ConfigurationError(
             f"queue URL scheme {parts.scheme!r} is not supported yet; use sqlite:///path.db"
