@@ -71,8 +71,11 @@ def test_method_not_allowed_says_allow_post() -> None:
 
 
 def test_payload_too_large_closes_the_connection() -> None:
-    """413 carries Connection: close, since the rest of the body was not read."""
-    assert header(rejected(exceptions.PayloadTooLarge()), "Connection") == "close"
+    """413 asks the transport to close the connection (the rest of the body was not read),
+    without a hop-by-hop header that WSGI forbids."""
+    outcome = rejected(exceptions.PayloadTooLarge())
+    assert outcome.close_connection
+    assert header(outcome, "Connection") is None
 
 
 def test_queue_unavailable_is_503_with_retry_after() -> None:

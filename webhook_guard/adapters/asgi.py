@@ -9,19 +9,20 @@
     application = WebhookGuardMiddleware(get_asgi_application(), guard=guard)   # Django ASGI
     app = WebhookGuardMiddleware(app, routes={"/hooks/github": gh, "/hooks/stripe": st})
 
-For a request whose path is exactly a webhook path the middleware reads the raw bytes from
-``receive`` (Content-Length checked first, chunked bodies counted as they arrive), verifies,
-enqueues durably and answers per the response contract. Everything else reaches the app untouched.
+For an http request whose path (below any ``root_path``, as Starlette routes match) is exactly
+a webhook path, the middleware reads the raw bytes from ``receive`` (Content-Length checked
+first, chunked bodies counted as they arrive), verifies, enqueues durably and answers per the
+response contract. Everything else reaches the app untouched.
 
 FastAPI: use the middleware, not a route dependency. It answers before routing, so an unsigned
 request never reaches a route that declares a pydantic body (which would answer 422 with the
 validation details before any dependency could refuse it). Do not declare a route for the webhook
 path; handlers run in the worker (``@guard.on(...)``), after the sender got its 200.
 
-``pass_through=True`` hands each accepted request (200, new or duplicate) to the app instead:
-the delivery is already durably enqueued when the app runs, and the app's answer is what the
-sender gets, so a failing endpoint makes the sender retry a delivery that is already queued
-(the retry is then answered as a duplicate). ``scope["webhook_guard"]`` holds
+``pass_through=True`` hands each accepted request (new or duplicate) to the app, body intact,
+instead of answering 200. The delivery is already durably enqueued (its handlers will run) when
+the app runs, and the app's answer is what the sender gets: an app that fails makes the sender
+retry, and the retry reaches the app again as a duplicate. ``scope["webhook_guard"]`` holds
 ``{"status": "ok" | "duplicate", "id": ...}``. Rejected requests never reach the app.
 
 The worker of each ``embedded`` Guard starts on ``lifespan.startup`` and stops on
@@ -49,7 +50,8 @@ Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+# The wrapped app: any ASGI 3 callable, whatever Scope type it declares (Django: dict).
+ASGIApp = Callable[..., Awaitable[None]]
 HeaderList = list[tuple[str, str]]
 
 DEFAULT_PATH = "/webhook"
@@ -63,7 +65,7 @@ class WebhookGuardMiddleware:
     Args:
         app: the ASGI app to wrap.
         guard: the Guard of the single webhook path ``path``.
-        path: the exact request path served (default ``/webhook``).
+        path: the request path served (default ``/webhook``), below any ``root_path``.
         routes: several paths, each with its own Guard, instead of ``guard`` and ``path``.
         pass_through: after a durable enqueue, let ``app`` answer instead of answering 200.
     """
@@ -88,7 +90,7 @@ class WebhookGuardMiddleware:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
             return await self._lifespan(scope, receive, send)
-        guard = self.routes.get(scope.get("path", "")) if scope["type"] == "http" else None
+        guard = self.routes.get(_route_path(scope)) if scope["type"] == "http" else None
         if guard is None:
             return await self.app(scope, receive, send)
         method, path = scope["method"], scope["path"]
@@ -179,6 +181,15 @@ async def _read_body(method: str, headers: HeaderList, receive: Receive, cap: in
     return await read_asgi_body(receive, declared, cap)
 
 
+def _route_path(scope: Scope) -> str:
+    """The path below ``root_path`` (a Starlette ``Mount``, ``uvicorn --root-path``), as
+    Starlette's router matches it, so ``path="/webhook"`` means what a route would mean."""
+    path, root = scope.get("path", ""), scope.get("root_path", "")
+    if root and path.startswith(root) and path[len(root) :].startswith("/"):
+        return str(path[len(root) :])
+    return str(path)
+
+
 def _replay(body: bytes, receive: Receive) -> Receive:
     """The body once, then the real ``receive``: a replay that kept answering an empty
     ``http.request`` would never suspend, and a StreamingResponse waiting for
@@ -197,5 +208,7 @@ def _replay(body: bytes, receive: Receive) -> Receive:
 
 async def _render(send: Send, outcome: Outcome) -> None:
     headers = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in outcome.headers]
+    if outcome.close_connection:
+        headers.append((b"connection", b"close"))
     await send({"type": "http.response.start", "status": outcome.status, "headers": headers})
     await send({"type": "http.response.body", "body": outcome.body})

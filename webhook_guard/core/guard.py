@@ -82,7 +82,9 @@ class Guard:
                 scheme=scheme if isinstance(scheme, str) else scheme.name,
                 queue=queue if isinstance(queue, str) else None,
                 endpoint=endpoint,
-                max_body_bytes=max_body_bytes or GuardConfig.max_body_bytes,
+                max_body_bytes=(
+                    GuardConfig.max_body_bytes if max_body_bytes is None else max_body_bytes
+                ),
                 tolerance_seconds=tolerance_seconds,
                 worker=worker,
                 retry=retry or RetryPolicy(),

@@ -28,6 +28,10 @@ class Outcome:
     status: int
     headers: tuple[tuple[str, str], ...]
     body: bytes
+    # The rest of the request body was not read, so the connection cannot be reused. A transport
+    # concern: ASGI adapters send "Connection: close"; WSGI forbids hop-by-hop headers (PEP 3333)
+    # and its servers close or drain on their own.
+    close_connection: bool = False
 
     @property
     def reason(self) -> str:
@@ -54,13 +58,11 @@ def duplicate(delivery_id: str) -> Outcome:
 
 
 def rejected(error: Rejected) -> Outcome:
-    extra: tuple[tuple[str, str], ...] = ()
-    if error.status == 405:
-        extra = (("Allow", "POST"),)
-    elif error.status == 413:
-        # The rest of an oversized body is not read, so the connection cannot be reused.
-        extra = (("Connection", "close"),)
-    return json_outcome(error.status, {"error": error.code}, *extra)
+    extra: tuple[tuple[str, str], ...] = (("Allow", "POST"),) if error.status == 405 else ()
+    outcome = json_outcome(error.status, {"error": error.code}, *extra)
+    if error.status == 413:
+        return Outcome(outcome.status, outcome.headers, outcome.body, close_connection=True)
+    return outcome
 
 
 def unavailable(error: QueueUnavailable) -> Outcome:

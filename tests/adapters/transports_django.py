@@ -1,0 +1,81 @@
+"""Django's own WSGI and ASGI handlers with WebhookGuardMiddleware first, around a contract Guard.
+
+Django settings can be configured once per process, so ``configure()`` does it on first use with
+``TEST_SETTINGS``. Its ``WEBHOOK_GUARD["ENDPOINTS"]`` is the module-level ``ENDPOINTS`` dict:
+``use_guard(guard)`` puts a Guard under the contract path, and the adapter's conf rebuilds its
+cached Guard whenever the object under a path changes, so nothing else needs resetting.
+
+The test URLconf (``tests.adapters.django.urls``) has a sync and an async view on other paths, so
+pass-through is checked under both handlers (``tests/adapters/django/test_middleware.py``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.contract import PATH, ASGITransport, Transport, WSGITransport
+from webhook_guard.core.guard import Guard
+
+OUR_MIDDLEWARE = "webhook_guard.adapters.django.WebhookGuardMiddleware"
+ENDPOINTS: dict[str, Any] = {}  # settings.WEBHOOK_GUARD["ENDPOINTS"] is this very dict
+MIDDLEWARE = [
+    OUR_MIDDLEWARE,
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+]
+TEST_SETTINGS: dict[str, Any] = {
+    "DEBUG": False,
+    "SECRET_KEY": "webhook-guard-tests-only",
+    "ALLOWED_HOSTS": ["testserver", "127.0.0.1", "localhost"],
+    "INSTALLED_APPS": [
+        "webhook_guard.adapters.django",
+        "django.contrib.contenttypes",
+        "django.contrib.auth",
+    ],
+    "MIDDLEWARE": MIDDLEWARE,
+    "ROOT_URLCONF": "tests.adapters.django.urls",
+    "DATABASES": {},
+    "SESSION_ENGINE": "django.contrib.sessions.backends.signed_cookies",
+    "USE_TZ": True,
+    "WEBHOOK_GUARD": {"ENDPOINTS": ENDPOINTS},
+}
+
+
+def configure() -> None:
+    """Configure Django for this process once; skip the calling test if Django is missing."""
+    pytest.importorskip("django")
+    import django
+    from django.conf import settings
+
+    if not settings.configured:
+        settings.configure(**TEST_SETTINGS)
+        django.setup()
+
+
+def use_guard(guard: Guard, path: str = PATH) -> None:
+    """Make ``guard`` answer ``path`` from the next request on."""
+    configure()
+    ENDPOINTS.clear()
+    ENDPOINTS[path] = guard
+
+
+def django_wsgi(guard: Guard) -> Transport:
+    use_guard(guard)
+    from django.core.handlers.wsgi import WSGIHandler
+
+    return WSGITransport(WSGIHandler())
+
+
+def django_asgi(guard: Guard) -> Transport:
+    use_guard(guard)
+    from django.core.handlers.asgi import ASGIHandler
+
+    return ASGITransport(ASGIHandler())
+
+
+TRANSPORTS = {"django-wsgi": django_wsgi, "django-asgi": django_asgi}
