@@ -4,6 +4,7 @@
 
     WebhookGuardError
     ├── ConfigurationError              a setting is missing or wrong; raised at start-up
+    │   └── MissingSecret               no signing secret and no insecure_dev_mode
     ├── Rejected                        a request we refuse; carries .status and .code
     │   ├── MissingSignature            400 missing_signature
     │   ├── MalformedSignature          400 malformed_signature
@@ -36,6 +37,7 @@ __all__ = [
     "MalformedSignature",
     "MalformedTimestamp",
     "MethodNotAllowed",
+    "MissingSecret",
     "MissingSignature",
     "MissingTimestamp",
     "PayloadTooLarge",
@@ -55,6 +57,10 @@ class WebhookGuardError(Exception):
 
 class ConfigurationError(WebhookGuardError):
     """A setting is missing or invalid. Raised when the Guard is built, never per request."""
+
+
+class MissingSecret(ConfigurationError):
+    """A Guard was built without a signing secret (and without ``insecure_dev_mode``)."""
 
 
 class Rejected(WebhookGuardError):

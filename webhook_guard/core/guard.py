@@ -24,8 +24,8 @@ from webhook_guard.core.queue import Enqueued, Queue, Rejection
 from webhook_guard.core.retry import RetryPolicy
 from webhook_guard.core.schemes import HmacScheme, Verified, get_scheme
 from webhook_guard.exceptions import (
-    ConfigurationError,
     MethodNotAllowed,
+    MissingSecret,
     PayloadTooLarge,
     QueueUnavailable,
     Rejected,
@@ -99,7 +99,7 @@ class Guard:
         self._keys = tuple(self.scheme.key_for(s) for s in config.secrets)
         if not self._keys:
             if not config.insecure_dev_mode:
-                raise ConfigurationError(
+                raise MissingSecret(
                     f"endpoint {config.endpoint!r}: no webhook secret configured. Set the secret "
                     "(e.g. WEBHOOK_SECRET); only for local development pass insecure_dev_mode=True"
                 )

@@ -49,6 +49,12 @@ def test_e001_missing_secret(tmp_path: Path) -> None:
     assert ids(WEBHOOK_GUARD=setting) == []
 
 
+def test_e001_missing_secret_behind_a_dotted_path() -> None:
+    """A dotted path whose Guard refuses to start for want of a secret is E001, not E005."""
+    setting = {"ENDPOINTS": {"/webhook": "tests.adapters.django.guard_without_secret:guard"}}
+    assert ids(WEBHOOK_GUARD=setting) == ["webhook_guard.E001"]
+
+
 def test_e002_unknown_scheme(tmp_path: Path) -> None:
     """An endpoint naming a scheme that is not a preset is E002."""
     assert ids(WEBHOOK_GUARD=endpoint(tmp_path, SCHEME="paypal")) == ["webhook_guard.E002"]

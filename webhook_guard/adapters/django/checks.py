@@ -33,7 +33,7 @@ from webhook_guard.adapters.django.conf import SETTING, build_guard, conf, guard
 from webhook_guard.core.guard import Guard
 from webhook_guard.core.queue import Queue
 from webhook_guard.core.schemes import get_scheme
-from webhook_guard.exceptions import ConfigurationError
+from webhook_guard.exceptions import ConfigurationError, MissingSecret
 from webhook_guard.queues import open_queue
 from webhook_guard.queues.sqlite import SQLiteQueue
 
@@ -119,6 +119,8 @@ def check_endpoints(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage
         else:
             try:
                 guard = build_guard(path, endpoint)
+            except MissingSecret as error:  # the dotted path's Guard was built without one
+                messages.append(_error("E001", f"{where}: {error}"))
             except (ConfigurationError, ImportError, AttributeError, ValueError) as error:
                 messages.append(_error("E005", f"{where}: {error}"))
             else:
