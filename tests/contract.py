@@ -39,11 +39,22 @@ class Response:
         return json.loads(self.body)
 
 
+RawHeaders = list[tuple[str, str]]
+
+
 class Transport:
-    """Sends one request to an app and returns what came back."""
+    """Sends one request to an app and returns what came back. ``raw`` headers are added as
+    given, duplicates and a lying Content-Length included (in-process transports only)."""
 
     def request(
-        self, method: str, path: str, headers: dict[str, str], body: bytes, *, chunked: bool = False
+        self,
+        method: str,
+        path: str,
+        headers: dict[str, str],
+        body: bytes,
+        *,
+        chunked: bool = False,
+        raw: RawHeaders = (),  # type: ignore[assignment]
     ) -> Response:
         raise NotImplementedError
 
@@ -208,7 +219,14 @@ class WSGITransport(Transport):
         self.app = app
 
     def request(
-        self, method: str, path: str, headers: dict[str, str], body: bytes, *, chunked: bool = False
+        self,
+        method: str,
+        path: str,
+        headers: dict[str, str],
+        body: bytes,
+        *,
+        chunked: bool = False,
+        raw: RawHeaders = (),  # type: ignore[assignment]
     ) -> Response:
         environ: dict[str, Any] = {
             "REQUEST_METHOD": method,
@@ -238,6 +256,12 @@ class WSGITransport(Transport):
             environ["HTTP_TRANSFER_ENCODING"] = "chunked"
         elif body or method == "POST":
             environ["CONTENT_LENGTH"] = str(len(body))
+        for name, value in raw:
+            key = name.upper().replace("-", "_")
+            key = key if key in ("CONTENT_TYPE", "CONTENT_LENGTH") else "HTTP_" + key
+            # A WSGI server folds repeated headers into one comma-separated value.
+            seen = environ.get(key) if name.lower() != "content-length" else None
+            environ[key] = f"{seen}, {value}" if seen is not None else value
         captured: dict[str, Any] = {}
 
         def start_response(
@@ -264,17 +288,31 @@ class ASGITransport(Transport):
         self.app = app
 
     def request(
-        self, method: str, path: str, headers: dict[str, str], body: bytes, *, chunked: bool = False
+        self,
+        method: str,
+        path: str,
+        headers: dict[str, str],
+        body: bytes,
+        *,
+        chunked: bool = False,
+        raw: RawHeaders = (),  # type: ignore[assignment]
     ) -> Response:
-        return asyncio.run(self._request(method, path, headers, body, chunked))
+        return asyncio.run(self._request(method, path, headers, body, chunked, raw))
 
     async def _request(
-        self, method: str, path: str, headers: dict[str, str], body: bytes, chunked: bool
+        self,
+        method: str,
+        path: str,
+        headers: dict[str, str],
+        body: bytes,
+        chunked: bool,
+        raw: RawHeaders,
     ) -> Response:
-        raw_headers = [(k.lower().encode(), v.encode()) for k, v in headers.items()]
+        raw_headers = [(k.lower().encode(), v.encode("latin-1")) for k, v in headers.items()]
+        raw_headers += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in raw]
         if chunked:
             raw_headers.append((b"transfer-encoding", b"chunked"))
-        else:
+        elif not any(k.lower() == "content-length" for k, _ in raw):
             raw_headers.append((b"content-length", str(len(body)).encode()))
         scope = {
             "type": "http",
