@@ -185,6 +185,7 @@ class Guard:
         remote_addr: str | None = None,
     ) -> Outcome:
         """Answer one webhook request: verify, enqueue durably, and say what happened."""
+        self._start_embedded_worker()
         try:
             delivery = self.admit(method, headers, body)
         except Rejected as error:
@@ -195,7 +196,6 @@ class Guard:
             result = self.queue.enqueue(delivery)
         except Exception as error:
             return self._unavailable(error)
-        self._after_enqueue(result.status)
         return self._accepted(result.status, result.delivery_id)
 
     async def areceive(
@@ -208,6 +208,7 @@ class Guard:
         remote_addr: str | None = None,
     ) -> Outcome:
         """``receive`` for ASGI: the durable writes run off the event loop."""
+        self._start_embedded_worker()
         try:
             delivery = self.admit(method, headers, body)
         except Rejected as error:
@@ -218,7 +219,6 @@ class Guard:
             result = await self.queue.aenqueue(delivery)
         except Exception as error:
             return self._unavailable(error)
-        self._after_enqueue(result.status)
         return self._accepted(result.status, result.delivery_id)
 
     def reject(
@@ -231,6 +231,7 @@ class Guard:
         remote_addr: str | None = None,
     ) -> Outcome:
         """The answer to a request an adapter refused before it had the body (e.g. too large)."""
+        self._start_embedded_worker()
         _never_crash(
             self.queue.record_rejection, self._rejection(error, method, path, body, remote_addr)
         )
@@ -245,6 +246,7 @@ class Guard:
         body: bytes = b"",
         remote_addr: str | None = None,
     ) -> Outcome:
+        self._start_embedded_worker()
         rejection = self._rejection(error, method, path, body, remote_addr)
         await _anever_crash(self.queue.arecord_rejection(rejection))
         return outcome.rejected(error)
@@ -309,13 +311,11 @@ class Guard:
             return outcome.duplicate(delivery_id)
         return outcome.accepted(delivery_id)
 
-    def _after_enqueue(self, status: Enqueued) -> None:
-        # Only the embedded SQLite queue is consumed in-process; brokers have their own workers.
-        if (
-            status is Enqueued.NEW
-            and self.config.worker == "embedded"
-            and hasattr(self.queue, "claim")
-        ):
+    def _start_embedded_worker(self) -> None:
+        """Any request starts this process's worker (a pid check once it runs), so a backlog
+        left by a crashed process is picked up by the first request after a restart, whatever
+        it is. Only the embedded SQLite queue is consumed in-process; brokers have workers."""
+        if self.config.worker == "embedded" and hasattr(self.queue, "claim"):
             _never_crash(self.ensure_worker)
 
     # -- the embedded worker -----------------------------------------------------------------
