@@ -95,14 +95,15 @@ def _signed(body: bytes) -> dict[str, str]:
     return get_scheme("cloudaipilot").sign(body, secret)
 
 
+@pytest.mark.parametrize("count", [DELIVERIES, pytest.param(1000, marks=pytest.mark.slow)])
 @pytest.mark.parametrize("sample", SAMPLES)
-def test_every_200_survives_kill_9_of_the_server(sample: str, tmp_path: Path) -> None:
+def test_every_200_survives_kill_9_of_the_server(sample: str, count: int, tmp_path: Path) -> None:
     """kill -9 right after the 200s; a worker started afterwards processes every one of them."""
     framework, command, app, target = SAMPLES[sample]
     env = _env(tmp_path, framework)
     port = free_port()
     transport = HTTPTransport("127.0.0.1", port)
-    bodies = {json.dumps({"event": "crash.server", "n": n}).encode() for n in range(DELIVERIES)}
+    bodies = {json.dumps({"event": "crash.server", "n": n}).encode() for n in range(count)}
 
     def send(body: bytes) -> tuple[str, bytes]:
         reply = transport.request("POST", "/webhook", _signed(body), body)
