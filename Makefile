@@ -19,7 +19,7 @@ OLDEST_VENV ?= .venv-flask-oldest
 PYTEST_ARGS ?=
 
 PIP_FLAGS := -q --disable-pip-version-check
-LINT_PATHS := $(wildcard webhook_guard tests sample_apps benchmarks)
+LINT_PATHS := $(wildcard webhook_guard tests sample_apps benchmarks fuzz)
 OLDEST_TEST_PATHS := tests/adapters/flask tests/core
 
 DEMO_PIP_ARGS := -e '.[demo]'
