@@ -121,6 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_db(purge)
     purge.add_argument("--older-than", default="30d", help="age, e.g. 12h, 30d (default 30d)")
     purge.set_defaults(run=_run_purge)
+    _add_diagnose_commands(commands)
     return parser
 
 
@@ -287,6 +288,313 @@ def _run_purge(args: argparse.Namespace) -> int:
     gone = queue.purge(older_than=parse_duration(args.older_than))
     print(f"purged {gone} row(s)", file=sys.stderr)
     return 0
+
+
+# -- troubleshooting: send, check, verify (webhook_guard.diagnose) ---------------------------
+
+_SECRET_HELP = "the shared secret (default: the first of $WEBHOOK_SECRET); never printed"
+_SCHEME_HELP = "the receiver's scheme (default: cloudaipilot)"
+
+_SEND_EPILOG = """\
+examples:
+  webhook-guard send https://example.com/webhook --secret "$WEBHOOK_SECRET"
+  webhook-guard send https://example.com/webhook --secret S --event invoice.paid \\
+      --data '{"event": "invoice.paid", "invoice": "in_1"}'
+  webhook-guard send https://example.com/webhook --secret S --scheme stripe --file event.json
+  webhook-guard send https://example.com/webhook --secret S --tamper     # must get 401
+  webhook-guard send https://example.com/webhook --secret S --dry-run    # print, do not send
+
+Without --data or --file, a small JSON test event is sent. The body is sent byte for byte as
+given and signed over exactly those bytes. Prints the status and latency, then the response
+body; on a non-2xx answer, what it means on stderr. Exit 0 on a 2xx answer, 1 on any other
+answer or when the endpoint cannot be reached (the cause is printed), 2 on usage errors.
+"""
+
+_CHECK_EPILOG = """\
+examples:
+  webhook-guard check https://example.com/webhook --secret "$WEBHOOK_SECRET"
+  webhook-guard check https://example.com/webhook --secret S --scheme github --json
+  webhook-guard check http://127.0.0.1:8000/webhook --secret S --allow-http   # local test
+
+The checks, in order: https (plain http fails unless --allow-http), resolves (DNS), address
+(a private or loopback address is a warning: senders on the internet cannot reach it),
+connects (TCP and a verified TLS handshake), signed (a signed test event must get a 2xx
+within the senders' 10 s budget), tampered and unsigned (both must be rejected, or signature
+verification is off). A failed line names the cause: an auth layer in front of the path
+(401/403 without a webhook_guard error code), a secret that differs (signature_mismatch),
+404 wrong path, 405 wrong method, 500 the handler raised inline, a timeout from processing
+before answering.
+
+This sends one real signed test event (event type webhook_guard.check) that your handlers
+will see. Exit 0 if nothing failed (warnings allowed), 1 if a check failed, 2 on usage errors.
+"""
+
+_VERIFY_EPILOG = """\
+examples:
+  webhook-guard verify --secret "$WEBHOOK_SECRET" --body-file body.json \\
+      --header 'X-CloudAIPilot-Signature: sha256=5d1c...'
+  webhook-guard verify --scheme stripe --secret whsec_... --body-file body.json \\
+      --header 'Stripe-Signature: t=1700000000,v1=...' --now 1700000100
+  webhook-guard verify --scheme standard --secret whsec_... --body-file - --headers-file h.txt
+
+Give the body exactly as it arrived (the raw bytes, not re-serialized JSON) and the headers as
+the application saw them. If the signature does not match, the likely mistakes are tried:
+re-serialized JSON, whitespace in the secret, whsec_ handling, hex vs base64, a missing or
+wrong prefix, SHA-1, another preset's headers or format, timestamp skew, a header stripped by
+a proxy. Each cause found is printed as one sentence with its fix; the secret and the expected
+signature are never printed. Exit 0 if the signature matches as is, 1 if not, 2 on usage errors.
+
+To capture a request: log the raw body (Flask request.get_data(), Django request.body,
+Starlette await request.body()) and the headers in the receiver, or copy both from the
+sender's delivery log.
+"""
+
+
+def _add_diagnose_commands(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+) -> None:
+    from webhook_guard.core.schemes import PRESETS
+    from webhook_guard.diagnose.check import SENDER_TIMEOUT_SECONDS
+
+    raw = argparse.RawDescriptionHelpFormatter
+    send = commands.add_parser(
+        "send",
+        help="send one correctly signed delivery to a URL (the guide's curl test, signed)",
+        description="POST one delivery to URL, signed the way a correct sender of the scheme "
+        "signs it.",
+        epilog=_SEND_EPILOG,
+        formatter_class=raw,
+    )
+    send.add_argument("url", help="the webhook URL, e.g. https://example.com/webhook")
+    send.add_argument("--secret", help=_SECRET_HELP)
+    send.add_argument("--scheme", default="cloudaipilot", choices=list(PRESETS), help=_SCHEME_HELP)
+    send.add_argument("--event", help="event type (header or body field, as the scheme carries it)")
+    body = send.add_mutually_exclusive_group()
+    body.add_argument("--data", metavar="JSON", help="the body, sent exactly as given")
+    body.add_argument("--file", metavar="F", help="read the body from this file ('-': stdin)")
+    send.add_argument("--id", help="delivery id, for schemes that send one (default: random)")
+    send.add_argument("--timestamp", type=int, help="Unix seconds to sign (default: now)")
+    send.add_argument(
+        "--tamper", action="store_true", help="change the body after signing: must get a 401"
+    )
+    send.add_argument(
+        "--dry-run", action="store_true", help="print the request as JSON instead of sending it"
+    )
+    send.add_argument(
+        "--timeout",
+        type=float,
+        default=SENDER_TIMEOUT_SECONDS,
+        help=f"seconds to wait for the answer (default {SENDER_TIMEOUT_SECONDS:g}, as senders)",
+    )
+    send.set_defaults(run=_run_send)
+
+    check = commands.add_parser(
+        "check",
+        help="run the receiving checklist against a URL, each line pass/warn/fail with the cause",
+        description="Run the receiving checklist for real against URL: https, DNS, address,\n"
+        "connection, a signed test event answered 2xx within 10 s, and a tampered and an\n"
+        "unsigned request rejected.",
+        epilog=_CHECK_EPILOG,
+        formatter_class=raw,
+    )
+    check.add_argument("url", help="the webhook URL, e.g. https://example.com/webhook")
+    check.add_argument("--secret", help=_SECRET_HELP)
+    check.add_argument("--scheme", default="cloudaipilot", choices=list(PRESETS), help=_SCHEME_HELP)
+    check.add_argument(
+        "--allow-http", action="store_true", help="plain http is a warning, not a failure"
+    )
+    check.add_argument("--json", action="store_true", help="one JSON object per check on stdout")
+    # Test-only: the senders' budget is 10 s; tests shorten it rather than wait.
+    check.add_argument(
+        "--timeout", type=float, default=SENDER_TIMEOUT_SECONDS, help=argparse.SUPPRESS
+    )
+    check.set_defaults(run=_run_check)
+
+    verify = commands.add_parser(
+        "verify",
+        help="say whether a captured request's signature matches, and if not, why",
+        description="Check a captured request's signature against a secret; if it does not\n"
+        "match, find the likely mistake and say how to fix it.",
+        epilog=_VERIFY_EPILOG,
+        formatter_class=raw,
+    )
+    verify.add_argument("--secret", help=_SECRET_HELP)
+    verify.add_argument(
+        "--body-file", required=True, metavar="F", help="the raw body as received ('-': stdin)"
+    )
+    verify.add_argument(
+        "--header",
+        action="append",
+        default=[],
+        metavar="'NAME: VALUE'",
+        help="a request header; repeat for each",
+    )
+    verify.add_argument(
+        "--headers-file", metavar="F", help="headers, one 'Name: value' per line (as captured)"
+    )
+    verify.add_argument(
+        "--scheme", default="cloudaipilot", choices=list(PRESETS), help=_SCHEME_HELP
+    )
+    verify.add_argument(
+        "--now", type=float, help="Unix seconds to check a timestamp against (default: now)"
+    )
+    verify.add_argument("--json", action="store_true", help="the verdict as one JSON object")
+    verify.set_defaults(run=_run_verify)
+
+
+def _diagnose_secret(args: argparse.Namespace) -> str:
+    secret: str | None = args.secret
+    if secret is None:
+        secret = (os.environ.get("WEBHOOK_SECRET") or "").split(",")[0]
+    if not secret:
+        raise UsageError("give the secret with --secret or set WEBHOOK_SECRET")
+    return secret
+
+
+def _read_input(path: str) -> bytes:
+    if path == "-":
+        return sys.stdin.buffer.read()
+    try:
+        with open(path, "rb") as file:
+            return file.read()
+    except OSError as error:
+        raise UsageError(f"cannot read {path}: {error.strerror}") from None
+
+
+def _run_send(args: argparse.Namespace) -> int:
+    from webhook_guard.diagnose import client
+    from webhook_guard.diagnose.check import SENDER_TIMEOUT_SECONDS, explain, explain_failure
+    from webhook_guard.exceptions import ConfigurationError
+
+    secret = _diagnose_secret(args)
+    try:
+        target = client.parse_url(args.url)
+    except client.InvalidURL as error:
+        raise UsageError(str(error)) from None
+    if args.data is not None:
+        body = args.data.encode("utf-8")
+    elif args.file is not None:
+        body = _read_input(args.file)
+    else:
+        body = client.basic_payload(args.scheme, args.event or client.DEFAULT_EVENT, args.id)
+    try:
+        request = client.signed_request(
+            args.scheme,
+            secret,
+            body,
+            event=args.event,
+            msg_id=args.id,
+            timestamp=args.timestamp,
+            tampered=args.tamper,
+        )
+    except ConfigurationError as error:
+        raise UsageError(str(error)) from None
+    if args.dry_run:
+        shown = {
+            "method": "POST",
+            "url": target.url,
+            "headers": request.headers,
+            "body": request.body.decode("utf-8", "replace"),
+        }
+        print(json.dumps(shown, indent=2))
+        return 0
+    note = ", body changed after signing" if args.tamper else ""
+    print(f"POST {target.url} ({args.scheme}, {len(request.body)} bytes{note})", file=sys.stderr)
+    try:
+        reply = client.post(target, request, timeout=args.timeout)
+    except client.RequestFailed as error:
+        meaning = explain_failure(error, args.timeout)
+        fix = f"; {meaning.fix}" if meaning.fix else ""
+        print(f"webhook-guard send: {meaning.cause}{fix}", file=sys.stderr)
+        return 1
+    print(f"{reply.status} {reply.reason} in {reply.latency * 1000:.0f} ms".replace("  ", " "))
+    print(reply.text())
+    if args.tamper:
+        verdict = (
+            "the tampered delivery was accepted: signature verification is off"
+            if reply.ok
+            else "the tampered delivery was rejected, as it must be"
+        )
+        print(verdict, file=sys.stderr)
+    elif not reply.ok:
+        meaning = explain(reply, path=target.path)
+        print(f"{meaning.cause}; {meaning.fix}" if meaning.fix else meaning.cause, file=sys.stderr)
+    elif reply.latency > SENDER_TIMEOUT_SECONDS / 2:
+        print(
+            "slow: senders give up after 10 s; answer 200 first and process in a worker",
+            file=sys.stderr,
+        )
+    return 0 if reply.ok else 1
+
+
+def _run_check(args: argparse.Namespace) -> int:
+    from webhook_guard.diagnose.check import format_results, run_checks, summary
+    from webhook_guard.diagnose.client import InvalidURL
+    from webhook_guard.exceptions import ConfigurationError
+
+    if args.timeout <= 0:
+        raise UsageError("--timeout must be a positive number of seconds")
+    secret = _diagnose_secret(args)
+    try:
+        rows = run_checks(
+            args.url, secret, args.scheme, budget=args.timeout, allow_http=args.allow_http
+        )
+    except (InvalidURL, ConfigurationError) as error:
+        raise UsageError(str(error)) from None
+    if args.json:
+        for row in rows:
+            print(json.dumps(row.as_dict()))
+    else:
+        print(format_results(rows))
+    print(summary(rows), file=sys.stderr)
+    return 1 if any(row.failed for row in rows) else 0
+
+
+def _parse_header(line: str) -> tuple[str, str]:
+    name, sep, value = line.partition(":")
+    if not sep or not name.strip() or " " in name.strip():
+        raise UsageError(f"{line[:60]!r} is not a header; write it as 'Name: value'")
+    return name.strip(), value.strip()
+
+
+def _run_verify(args: argparse.Namespace) -> int:
+    from webhook_guard.diagnose.verify import diagnose
+
+    secret = _diagnose_secret(args)
+    lines = list(args.header)
+    if args.headers_file:
+        captured = _read_input(args.headers_file).decode("utf-8", "replace").splitlines()
+        # A pasted capture may start with the request line; comments and blanks are skipped.
+        lines += [
+            line
+            for line in captured
+            if line.strip()
+            and not line.startswith("#")
+            and not re.match(r"^[A-Z]+ \S+ HTTP/", line)
+        ]
+    if not lines:
+        raise UsageError("give the request's headers with --header 'Name: value' or --headers-file")
+    headers = [_parse_header(line) for line in lines]
+    body = _read_input(args.body_file)
+    findings = diagnose(secret, body, headers, args.scheme, args.now)
+    if args.json:
+        verdict = {
+            "matches": not findings,
+            "scheme": args.scheme,
+            "findings": [
+                {"code": f.code, "cause": f.cause, "fix": f.fix, "sentence": f.sentence()}
+                for f in findings
+            ],
+        }
+        print(json.dumps(verdict))
+    elif not findings:
+        print(f"the signature matches: the request verifies as {args.scheme} with this secret")
+    else:
+        for finding in findings:
+            print(finding.sentence())
+    if findings:
+        print(f"the signature does not verify as {args.scheme}", file=sys.stderr)
+    return 1 if findings else 0
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -18,6 +18,8 @@
     │   ├── MethodNotAllowed            405 method_not_allowed
     │   └── PayloadTooLarge             413 payload_too_large
     ├── QueueUnavailable                the store/broker failed; 503 + Retry-After
+    ├── diagnose.client.InvalidURL      the CLI was given a URL it cannot send to
+    ├── diagnose.client.RequestFailed   the CLI got no HTTP answer (cause in words)
     └── HandlerSignal                   raised by handlers to steer the worker
         ├── Retry                       run again later (``after`` seconds)
         └── PermanentFailure            dead-letter now, do not retry
