@@ -1,9 +1,9 @@
 # webhook_guard developer entry points.
 #
 #   make demo    create .venv if needed, install '.[demo]', run `webhook-guard demo`
-#   make test    ruff, mypy (strict), pytest, then pytest again on the oldest Flask
+#   make test    ruff, mypy (strict), pytest, then pytest again on the oldest Flask and on arq
 #   make venv    create/refresh .venv with everything `make test` needs
-#   make lint | typing | pytest | test-flask-oldest   single steps
+#   make lint | typing | pytest | test-flask-oldest | test-arq   single steps
 #   make clean   remove virtualenvs, caches and build output
 #
 # Variables: PYTHON (interpreter used to create .venv, >= 3.10), PYTEST_ARGS,
@@ -16,15 +16,19 @@
 PYTHON ?= python3
 VENV ?= .venv
 OLDEST_VENV ?= .venv-flask-oldest
+# arq 0.28 pins redis<6 while Celery's kombu needs redis>=6.4: arq gets its own venv.
+ARQ_VENV ?= .venv-arq
 PYTEST_ARGS ?=
 
 PIP_FLAGS := -q --disable-pip-version-check
 LINT_PATHS := $(wildcard webhook_guard tests sample_apps benchmarks fuzz)
 OLDEST_TEST_PATHS := tests/adapters/flask tests/core
+ARQ_TEST_PATHS := tests/queues/test_arq.py tests/stores
 
 DEMO_PIP_ARGS := -e '.[demo]'
-TEST_PIP_ARGS := -e '.[flask,django,starlette,fastapi,demo,celery,rq,dramatiq]' -r requirements/test.txt -r requirements/engines.txt
+TEST_PIP_ARGS := -e '.[flask,django,starlette,fastapi,demo,celery,rq,dramatiq,metrics]' -r requirements/test.txt -r requirements/engines.txt
 OLDEST_PIP_ARGS := -r requirements/flask-oldest.txt -e . pytest pytest-timeout hypothesis gunicorn httpx
+ARQ_PIP_ARGS := -e . -r requirements/arq.txt
 
 DEP_FILES := pyproject.toml $(sort $(wildcard requirements/*.txt))
 # $(call stamp_hash,<pip args>): checksum of the dependency files plus the pip arguments.
@@ -33,6 +37,7 @@ stamp_hash = $(firstword $(shell { cat $(DEP_FILES); printf '%s\n' "$(1)"; } 2>/
 DEMO_STAMP := $(VENV)/.installed-demo-$(call stamp_hash,$(DEMO_PIP_ARGS))
 TEST_STAMP := $(VENV)/.installed-test-$(call stamp_hash,$(TEST_PIP_ARGS))
 OLDEST_STAMP := $(OLDEST_VENV)/.installed-$(call stamp_hash,$(OLDEST_PIP_ARGS))
+ARQ_STAMP := $(ARQ_VENV)/.installed-$(call stamp_hash,$(ARQ_PIP_ARGS))
 
 # A Python 3.10 for the oldest-Flask run: pyenv's (even when not the active version), then
 # python3.10 on PATH, else $(PYTHON). Each candidate must actually run (pyenv shims of
@@ -64,7 +69,7 @@ define run_pytest
 endef
 
 .DEFAULT_GOAL := help
-.PHONY: help demo test venv lint typing pytest test-flask-oldest clean
+.PHONY: help demo test venv lint typing pytest test-flask-oldest test-arq clean
 
 help:
 	@sed -n '3,10s/^# \{0,1\}//p' $(firstword $(MAKEFILE_LIST))
@@ -81,6 +86,8 @@ test: $(TEST_STAMP)
 	$(call run_pytest,$(VENV)/bin/python -m pytest $(PYTEST_ARGS))
 	@echo "==> pytest on the oldest supported Flask ($(OLDEST_VENV))"
 	@$(MAKE) --no-print-directory test-flask-oldest
+	@echo "==> pytest on arq and the delivery stores ($(ARQ_VENV))"
+	@$(MAKE) --no-print-directory test-arq
 
 venv: $(TEST_STAMP)
 
@@ -95,6 +102,9 @@ pytest: $(TEST_STAMP)
 
 test-flask-oldest: $(OLDEST_STAMP)
 	$(call run_pytest,$(OLDEST_VENV)/bin/python -m pytest $(OLDEST_TEST_PATHS) -q)
+
+test-arq: $(ARQ_STAMP)
+	$(call run_pytest,$(ARQ_VENV)/bin/python -m pytest $(ARQ_TEST_PATHS) -q)
 
 $(VENV)/bin/python:
 	$(call check_python,$(PYTHON))
@@ -121,6 +131,16 @@ $(OLDEST_STAMP): | $(OLDEST_VENV)/bin/python
 	@rm -f $(OLDEST_VENV)/.installed-*
 	@touch $@
 
+$(ARQ_VENV)/bin/python:
+	$(call check_python,$(PYTHON))
+	$(PYTHON) -m venv $(ARQ_VENV)
+	$(ARQ_VENV)/bin/python -m pip install $(PIP_FLAGS) --upgrade pip
+
+$(ARQ_STAMP): | $(ARQ_VENV)/bin/python
+	$(ARQ_VENV)/bin/python -m pip install $(PIP_FLAGS) $(ARQ_PIP_ARGS)
+	@rm -f $(ARQ_VENV)/.installed-*
+	@touch $@
+
 clean:
-	rm -rf $(VENV) $(OLDEST_VENV) .tox build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(OLDEST_VENV) $(ARQ_VENV) .tox build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache
 	find . -path ./.git -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +

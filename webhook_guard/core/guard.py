@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
-from webhook_guard.core import outcome
+from webhook_guard.core import events, outcome
 from webhook_guard.core.config import GuardConfig, WorkerMode
 from webhook_guard.core.delivery import Delivery, new_delivery_id
 from webhook_guard.core.headers import Headers, HeadersLike
@@ -185,6 +185,7 @@ class Guard:
         remote_addr: str | None = None,
     ) -> Outcome:
         """Answer one webhook request: verify, enqueue durably, and say what happened."""
+        started = self._received()
         self._start_embedded_worker()
         try:
             delivery = self.admit(method, headers, body)
@@ -196,7 +197,7 @@ class Guard:
             result = self.queue.enqueue(delivery)
         except Exception as error:
             return self._unavailable(error)
-        return self._accepted(result.status, result.delivery_id)
+        return self._accepted(result.status, result.delivery_id, started)
 
     async def areceive(
         self,
@@ -208,6 +209,7 @@ class Guard:
         remote_addr: str | None = None,
     ) -> Outcome:
         """``receive`` for ASGI: the durable writes run off the event loop."""
+        started = self._received()
         self._start_embedded_worker()
         try:
             delivery = self.admit(method, headers, body)
@@ -219,7 +221,7 @@ class Guard:
             result = await self.queue.aenqueue(delivery)
         except Exception as error:
             return self._unavailable(error)
-        return self._accepted(result.status, result.delivery_id)
+        return self._accepted(result.status, result.delivery_id, started)
 
     def reject(
         self,
@@ -231,6 +233,7 @@ class Guard:
         remote_addr: str | None = None,
     ) -> Outcome:
         """The answer to a request an adapter refused before it had the body (e.g. too large)."""
+        self._received()
         self._start_embedded_worker()
         _never_crash(
             self.queue.record_rejection, self._rejection(error, method, path, body, remote_addr)
@@ -246,6 +249,7 @@ class Guard:
         body: bytes = b"",
         remote_addr: str | None = None,
     ) -> Outcome:
+        self._received()
         self._start_embedded_worker()
         rejection = self._rejection(error, method, path, body, remote_addr)
         await _anever_crash(self.queue.arecord_rejection(rejection))
@@ -277,6 +281,11 @@ class Guard:
             return Verified(None, self.scheme._event_type(headers, body), None, -1)
         return self.scheme.verify(headers, body, self._keys, self.clock())
 
+    def _received(self) -> float:
+        """Tell observers (metrics) a request arrived; return the ack-latency start."""
+        events.notify(lambda observer: observer.request_received(self.endpoint))
+        return time.perf_counter()
+
     def _rejection(
         self, error: Rejected, method: str, path: str, body: bytes, remote_addr: str | None
     ) -> Rejection:
@@ -287,8 +296,22 @@ class Guard:
             remote_addr or "?",
             error.code,
             error.hint,
-            extra={"webhook_guard_reason": error.code, "webhook_guard_endpoint": self.endpoint},
+            # Structured fields for JSON log formatters. Metadata only: the hint names headers
+            # and settings, never a secret or digest (exceptions.py); the body is not logged.
+            extra={
+                "webhook_guard_event": "rejected",
+                "reason": error.code,
+                "hint": error.hint,
+                "endpoint": self.endpoint,
+                "method": method,
+                "path": path,
+                "remote_addr": remote_addr,
+                "body_size": len(body),
+                "webhook_guard_reason": error.code,  # the first release's names, still set
+                "webhook_guard_endpoint": self.endpoint,
+            },
         )
+        events.notify(lambda observer: observer.request_rejected(self.endpoint, error.code))
         return Rejection(
             received_at=self.clock(),
             endpoint=self.endpoint,
@@ -304,10 +327,16 @@ class Guard:
     def _unavailable(self, error: Exception) -> Outcome:
         cause = error if isinstance(error, QueueUnavailable) else QueueUnavailable(str(error))
         logger.error("webhook not accepted, queue unavailable: %s", cause, exc_info=error)
+        events.notify(lambda observer: observer.queue_unavailable(self.endpoint))
         return outcome.unavailable(cause)
 
-    def _accepted(self, status: Enqueued, delivery_id: str) -> Outcome:
-        if status is Enqueued.DUPLICATE:
+    def _accepted(self, status: Enqueued, delivery_id: str, started: float) -> Outcome:
+        duplicate = status is Enqueued.DUPLICATE
+        seconds = time.perf_counter() - started  # ack latency: receive() entry to the Outcome
+        events.notify(
+            lambda observer: observer.delivery_accepted(self.endpoint, duplicate, seconds)
+        )
+        if duplicate:
             return outcome.duplicate(delivery_id)
         return outcome.accepted(delivery_id)
 

@@ -11,6 +11,7 @@ import traceback
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
+from webhook_guard.core import events
 from webhook_guard.core.delivery import Delivery
 from webhook_guard.core.retry import decide
 
@@ -33,6 +34,13 @@ class AttemptResult:
 
 def run_attempt(guard: Guard, delivery: Delivery) -> AttemptResult:
     """Run ``guard``'s handlers on ``delivery`` (attempt ``delivery.attempt``) and decide."""
+    result = _attempt(guard, delivery)
+    # Observers (metrics) hear every attempt's outcome, whichever engine runs it; never raises.
+    events.notify(lambda observer: observer.attempt_finished(guard.endpoint, result.status))
+    return result
+
+
+def _attempt(guard: Guard, delivery: Delivery) -> AttemptResult:
     policy = guard.retry_policy
     if delivery.attempt > policy.max_attempts:
         # Every allowed attempt ended with its worker dying (killed, out of memory...).
