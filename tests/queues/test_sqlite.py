@@ -190,3 +190,21 @@ def test_a_queue_object_used_before_fork_works_in_the_child(tmp_path: Path) -> N
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
     assert len(queue.deliveries()) == 2
+
+
+def test_a_late_record_of_an_earlier_attempt_does_not_overwrite_a_later_one(tmp_path: Path) -> None:
+    """Store side of broker engines: attempt 2 may start and finish before attempt 1 is
+    recorded (its retry was published first); the late record keeps its own row only."""
+    from webhook_guard.core.processing import AttemptResult
+
+    queue = SQLiteQueue(tmp_path / "q.db")
+    delivery = _delivery("k")
+    queue.reserve(delivery, "celery")
+    queue.attempt_started(delivery.id, 1)
+    queue.attempt_started(delivery.id, 2)
+    queue.attempt_finished(delivery.id, 2, AttemptResult("processed"))
+    queue.attempt_finished(delivery.id, 1, AttemptResult("retrying", 0.0, "boom"))
+    record = queue.get(delivery.id)
+    assert record is not None and record.status == "processed"
+    assert [(a.attempt, a.outcome) for a in record.attempt_log] == [(1, "failed"), (2, "processed")]
+    assert queue.claim(60) is None, "a delivery recorded for another engine is never claimed here"

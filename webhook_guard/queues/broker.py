@@ -81,13 +81,21 @@ class BrokerQueue(ABC):
         self, delivery_ids: list[str] | None = None, *, statuses: tuple[str, ...] = ()
     ) -> int:
         """Publish stored deliveries again as attempt 1; return how many."""
-        count = 0
-        for delivery_id in self.store.mark_replayed(delivery_ids, statuses=statuses):
+        ids = self.store.mark_replayed(delivery_ids, statuses=statuses)
+        for count, delivery_id in enumerate(ids):
             delivery = self.store.load(delivery_id)
-            if delivery is not None:
-                self.publish(delivery.to_envelope())
-                count += 1
-        return count
+            try:
+                if delivery is not None:
+                    self.publish(delivery.to_envelope())
+            except Exception as error:
+                # Marked queued but never published: put them back as dead, still replayable.
+                reason = f"replay could not be published: {error}"
+                for unpublished in ids[count:]:
+                    self.store.attempt_finished(unpublished, 0, AttemptResult("dead", error=reason))
+                raise QueueUnavailable(
+                    f"{self.engine}: replayed {count} of {len(ids)}: {error}"
+                ) from error
+        return len(ids)
 
     def close(self) -> None:  # noqa: B027 - engines without a connection to close keep this
         """Close the broker connection, if the engine holds one."""
@@ -120,6 +128,9 @@ def process_envelope(envelope: dict[str, Any]) -> AttemptResult:
         raise ConfigurationError(f"{guard!r} does not use a broker queue")
     queue.store.attempt_started(delivery.id, delivery.attempt)
     result = run_attempt(guard, delivery)
+    # The next attempt is published before this one is recorded: a crash in between runs it
+    # twice rather than never. The store fences by attempt number, so if the next attempt
+    # starts first, this late record does not overwrite its status.
     if result.status == "retrying":
         queue.publish({**envelope, "attempt": delivery.attempt + 1}, result.delay or 0.0)
     queue.store.attempt_finished(delivery.id, delivery.attempt, result)

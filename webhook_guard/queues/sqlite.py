@@ -629,11 +629,13 @@ class SQLiteQueue:
     def attempt_started(self, delivery_id: str, attempt: int) -> None:
         now = time.time()
         with self._transaction() as conn:
+            # The same attempt unfinished: the broker redelivered it after its worker died. An
+            # earlier attempt may still be finishing (its retry was published first): not lost.
             conn.execute(
                 "UPDATE attempts SET finished_at = ?, outcome = 'lost',"
                 " error = 'the worker stopped before finishing'"
-                " WHERE delivery_id = ? AND finished_at IS NULL",
-                (now, delivery_id),
+                " WHERE delivery_id = ? AND attempt >= ? AND finished_at IS NULL",
+                (now, delivery_id, attempt),
             )
             conn.execute(
                 "UPDATE deliveries SET status = 'processing', attempts = ?, updated_at = ?"
@@ -649,15 +651,17 @@ class SQLiteQueue:
         now = time.time()
         outcome = {"processed": "processed", "retrying": "failed", "dead": "dead"}[result.status]
         with self._transaction() as conn:
+            # Fenced by the attempt number: a later attempt that already started owns the status.
             conn.execute(
                 "UPDATE deliveries SET status = ?, run_at = ?, last_error = ?, updated_at = ?"
-                " WHERE id = ?",
+                " WHERE id = ? AND attempts = ?",
                 (
                     result.status,
                     now + (result.delay or 0.0),
                     None if result.status == "processed" else result.error,
                     now,
                     delivery_id,
+                    attempt,
                 ),
             )
             conn.execute(
