@@ -10,7 +10,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from webhook_guard.queues.sqlite import FAILED_STATUSES, SQLiteQueue
+from webhook_guard.core.store import HistoryReader
+from webhook_guard.queues.sqlite import FAILED_STATUSES
 
 
 @dataclass(frozen=True)
@@ -36,7 +37,7 @@ class HistoryRow:
 
 
 def history_rows(
-    queue: SQLiteQueue,
+    queue: HistoryReader,
     *,
     failed: bool = False,
     statuses: tuple[str, ...] = (),

@@ -10,11 +10,14 @@ whatever the engine.
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from webhook_guard.core.delivery import Delivery
 from webhook_guard.core.processing import AttemptResult
 from webhook_guard.core.queue import EnqueueResult, Rejection
+
+if TYPE_CHECKING:
+    from webhook_guard.queues.sqlite import DeliveryRecord, RejectionRecord
 
 
 @runtime_checkable
@@ -44,3 +47,29 @@ class DeliveryStore(Protocol):
     def record_rejection(self, rejection: Rejection) -> None: ...
 
     async def arecord_rejection(self, rejection: Rejection) -> None: ...
+
+
+@runtime_checkable
+class HistoryReader(Protocol):
+    """What ``history`` and ``show`` read: the SQLite queue and the Redis store both offer it."""
+
+    def deliveries(
+        self,
+        *,
+        statuses: tuple[str, ...] = (),
+        since: float | None = None,
+        endpoint: str | None = None,
+        limit: int = 50,
+    ) -> list[DeliveryRecord]:
+        """Accepted deliveries, newest first."""
+        ...
+
+    def rejections(
+        self, *, since: float | None = None, endpoint: str | None = None, limit: int = 50
+    ) -> list[RejectionRecord]:
+        """Rejected requests (metadata only), newest first."""
+        ...
+
+    def get(self, delivery_id: str) -> DeliveryRecord | None:
+        """One delivery with headers, body and attempt log; a unique id prefix is enough."""
+        ...

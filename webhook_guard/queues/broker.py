@@ -80,7 +80,12 @@ class BrokerQueue(ABC):
     def replay(
         self, delivery_ids: list[str] | None = None, *, statuses: tuple[str, ...] = ()
     ) -> int:
-        """Publish stored deliveries again as attempt 1; return how many."""
+        """Publish stored deliveries again as attempt 1; return how many. Selected by status,
+        only dead ones are taken: a queued or retrying delivery already has a message waiting
+        in the broker, and replaying it would run it twice."""
+        statuses = tuple(s for s in statuses if s not in ("queued", "retrying", "processing"))
+        if delivery_ids is None and not statuses:
+            return 0
         ids = self.store.mark_replayed(delivery_ids, statuses=statuses)
         for count, delivery_id in enumerate(ids):
             delivery = self.store.load(delivery_id)

@@ -629,13 +629,13 @@ class SQLiteQueue:
     def attempt_started(self, delivery_id: str, attempt: int) -> None:
         now = time.time()
         with self._transaction() as conn:
-            # The same attempt unfinished: the broker redelivered it after its worker died. An
-            # earlier attempt may still be finishing (its retry was published first): not lost.
+            # Unfinished earlier attempts: their worker died, or (rarely) one is still finishing
+            # after publishing this retry; attempt_finished then corrects its row.
             conn.execute(
                 "UPDATE attempts SET finished_at = ?, outcome = 'lost',"
                 " error = 'the worker stopped before finishing'"
-                " WHERE delivery_id = ? AND attempt >= ? AND finished_at IS NULL",
-                (now, delivery_id, attempt),
+                " WHERE delivery_id = ? AND finished_at IS NULL",
+                (now, delivery_id),
             )
             conn.execute(
                 "UPDATE deliveries SET status = 'processing', attempts = ?, updated_at = ?"
@@ -666,7 +666,8 @@ class SQLiteQueue:
             )
             conn.execute(
                 "UPDATE attempts SET finished_at = ?, outcome = ?, error = ?, traceback = ?"
-                " WHERE delivery_id = ? AND attempt = ? AND finished_at IS NULL",
+                " WHERE id = (SELECT MAX(id) FROM attempts WHERE delivery_id = ? AND attempt = ?)"
+                " AND (finished_at IS NULL OR outcome = 'lost')",
                 (now, outcome, result.error, result.traceback, delivery_id, attempt),
             )
 
