@@ -264,14 +264,32 @@ class SQLiteQueue:
             check_same_thread=True,
         )
         conn.execute(f"PRAGMA busy_timeout={int(self.busy_timeout_ms)}")
-        mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+        try:
+            self._prepare(conn)
+        except sqlite3.Error as error:
+            conn.close()
+            raise QueueUnavailable(f"{self.path}: {error}") from error
+        conn.execute("PRAGMA synchronous=" + ("FULL" if self.durability == "power" else "NORMAL"))
+        return conn
+
+    def _prepare(self, conn: sqlite3.Connection) -> None:
+        """WAL and the schema. Switching a new file to WAL while another connection opens it
+        fails with "database is locked" at once, without waiting for the busy timeout (two
+        threads of a new process race here), so that step is retried until the timeout."""
+        deadline = time.monotonic() + self.busy_timeout_ms / 1000
+        while True:
+            try:
+                mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+                conn.executescript(_SCHEMA)
+                break
+            except sqlite3.OperationalError as error:
+                if "locked" not in str(error) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.005)
         if str(mode).lower() != "wal":
             raise QueueUnavailable(
                 f"{self.path}: cannot switch to WAL (got {mode}); is it on a network disk?"
             )
-        conn.execute("PRAGMA synchronous=" + ("FULL" if self.durability == "power" else "NORMAL"))
-        conn.executescript(_SCHEMA)
-        return conn
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
