@@ -26,7 +26,7 @@ OLDEST_TEST_PATHS := tests/adapters/flask tests/core
 ARQ_TEST_PATHS := tests/queues/test_arq.py tests/stores
 
 DEMO_PIP_ARGS := -e '.[demo]'
-TEST_PIP_ARGS := -e '.[flask,django,starlette,fastapi,demo,celery,rq,dramatiq,metrics]' -r requirements/test.txt -r requirements/engines.txt
+TEST_PIP_ARGS := -e '.[flask,django,starlette,fastapi,demo,celery,rq,dramatiq,metrics]' -r requirements/test.txt -r requirements/engines.txt -r requirements/browser.txt
 OLDEST_PIP_ARGS := -r requirements/flask-oldest.txt -e . pytest pytest-timeout hypothesis gunicorn httpx
 ARQ_PIP_ARGS := -e . -r requirements/arq.txt
 

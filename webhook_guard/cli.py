@@ -17,13 +17,16 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from webhook_guard.core.config import DEFAULT_DB_PATH
 from webhook_guard.core.guard import Guard
 from webhook_guard.exceptions import WebhookGuardError
 from webhook_guard.history import format_table, history_rows
 from webhook_guard.queues.sqlite import STATUSES, SQLiteQueue
+
+if TYPE_CHECKING:
+    from webhook_guard.stores.redis import RedisStore
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhdw])$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -92,6 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
         "code) and accepted deliveries that are retrying or dead.",
     )
     _add_db(history)
+    _add_store(history)
     history.add_argument(
         "--failed", action="store_true", help="only what failed, from the sender's side"
     )
@@ -104,6 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     show = commands.add_parser("show", help="one delivery: headers, body preview, every attempt")
     _add_db(show)
+    _add_store(show)
     show.add_argument("id", help="delivery id (a unique prefix is enough)")
     show.add_argument("--json", action="store_true")
     show.set_defaults(run=_run_show)
@@ -112,6 +117,13 @@ def build_parser() -> argparse.ArgumentParser:
         "replay", help="queue deliveries again with a fresh attempt budget"
     )
     _add_db(replay)
+    _add_store(replay)
+    replay.add_argument(
+        "--app",
+        metavar="MODULE:GUARD",
+        help="replay through this Guard's queue (its own store; --db/--store are ignored): "
+        "needed for deliveries that a broker carries (Celery, RQ, Dramatiq, arq)",
+    )
     replay.add_argument("ids", nargs="*", help="delivery ids")
     replay.add_argument("--failed", action="store_true", help="every retrying or dead delivery")
     replay.add_argument("--dead", action="store_true", help="every dead delivery")
@@ -121,6 +133,28 @@ def build_parser() -> argparse.ArgumentParser:
     _add_db(purge)
     purge.add_argument("--older-than", default="30d", help="age, e.g. 12h, 30d (default 30d)")
     purge.set_defaults(run=_run_purge)
+
+    dashboard = commands.add_parser(
+        "dashboard",
+        help="serve the delivery history as web pages on 127.0.0.1 (filters, chart, replay)",
+        description="Serve the delivery history of --db as web pages: failed deliveries "
+        "first, filters by status, endpoint and time, a page per delivery and a Replay button. "
+        "Only this machine may connect: it has no login of its own and shows request bodies "
+        "and headers. Elsewhere, use an SSH tunnel or mount it in your app behind its login "
+        "(docs/dashboard.md).",
+    )
+    _add_db(dashboard)
+    dashboard.add_argument("--host", default="127.0.0.1", help="a loopback address (default)")
+    dashboard.add_argument("--port", type=int, default=8089, help="default 8089; 0 picks one")
+    dashboard.add_argument("--read-only", action="store_true", help="no Replay buttons")
+    dashboard.add_argument(
+        "--i-know-this-is-public",
+        dest="public",
+        action="store_true",
+        help="allow a non-loopback --host and let in every client: only behind a proxy that "
+        "authenticates",
+    )
+    dashboard.set_defaults(run=_run_dashboard)
     _add_diagnose_commands(commands)
     return parser
 
@@ -133,6 +167,14 @@ def _add_db(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_store(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--store",
+        metavar="URL",
+        help="read a shared Redis store instead of --db, e.g. redis://127.0.0.1:6379/1",
+    )
+
+
 def parse_duration(text: str) -> float:
     match = _DURATION.match(text.strip())
     if not match:
@@ -140,7 +182,15 @@ def parse_duration(text: str) -> float:
     return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
 
 
-def _open_existing(path: str) -> SQLiteQueue:
+def _open_existing(path: str, store: str | None = None) -> SQLiteQueue | RedisStore:
+    if store:
+        if not store.startswith(("redis://", "rediss://", "unix://")):
+            raise UsageError(f"--store {store!r}: give a redis:// URL (or use --db for SQLite)")
+        try:
+            from webhook_guard.stores.redis import RedisStore
+        except ImportError as error:
+            raise UsageError(str(error)) from error
+        return RedisStore(store)
     if not os.path.exists(path):
         raise UsageError(f"no database at {path}; pass --db or set WEBHOOK_GUARD_DB")
     return SQLiteQueue(path)
@@ -200,7 +250,7 @@ def _run_worker(args: argparse.Namespace) -> int:
 
 
 def _run_history(args: argparse.Namespace) -> int:
-    queue = _open_existing(args.db)
+    queue = _open_existing(args.db, args.store)
     since = time.time() - parse_duration(args.since) if args.since else None
     rows = history_rows(
         queue,
@@ -221,7 +271,7 @@ def _run_history(args: argparse.Namespace) -> int:
 
 
 def _run_show(args: argparse.Namespace) -> int:
-    queue = _open_existing(args.db)
+    queue = _open_existing(args.db, args.store)
     record = queue.get(args.id)
     if record is None:
         print(f"no single delivery matches {args.id!r}", file=sys.stderr)
@@ -270,15 +320,25 @@ def _run_show(args: argparse.Namespace) -> int:
 
 
 def _run_replay(args: argparse.Namespace) -> int:
-    queue = _open_existing(args.db)
     if args.ids and (args.failed or args.dead):
         raise UsageError("give delivery ids or --failed/--dead, not both")
-    if args.ids:
-        count = queue.replay(list(args.ids))
-    elif args.failed or args.dead:
-        count = queue.replay(statuses=("dead",) if args.dead else ("retrying", "dead"))
-    else:
+    if not (args.ids or args.failed or args.dead):
         raise UsageError("give delivery ids, --failed or --dead")
+    ids = list(args.ids) or None
+    statuses = () if ids else (("dead",) if args.dead else ("retrying", "dead"))
+    if args.app:
+        # A broker queue republishes through its engine; the SQLite queue re-queues in place.
+        queue: Any = load_guard(args.app).queue
+        if not callable(getattr(queue, "replay", None)):
+            raise UsageError(f"{args.app} uses {queue!r}, which cannot replay")
+    else:
+        queue = _open_existing(args.db, args.store)
+        if not isinstance(queue, SQLiteQueue):
+            raise UsageError(
+                "deliveries in a Redis store travel through a broker: pass --app module:guard "
+                "so that replay can publish them again"
+            )
+    count: int = queue.replay(ids, statuses=statuses)
     print(f"queued {count} delivery(ies) again; a running worker picks them up", file=sys.stderr)
     return 0 if count else 1
 
@@ -287,6 +347,27 @@ def _run_purge(args: argparse.Namespace) -> int:
     queue = _open_existing(args.db)
     gone = queue.purge(older_than=parse_duration(args.older_than))
     print(f"purged {gone} row(s)", file=sys.stderr)
+    return 0
+
+
+def _run_dashboard(args: argparse.Namespace) -> int:
+    from webhook_guard.dashboard.app import is_loopback_host
+    from webhook_guard.dashboard.server import NOT_LOOPBACK, serve
+
+    if not args.public and not is_loopback_host(args.host):
+        raise UsageError(NOT_LOOPBACK.format(host=args.host))
+    if not os.path.exists(args.db):
+        raise UsageError(f"no database at {args.db}; pass --db or set WEBHOOK_GUARD_DB")
+    serve(
+        SQLiteQueue(args.db),
+        host=args.host,
+        port=args.port,
+        public=args.public,
+        allow_replay=not args.read_only,
+        ready=lambda url: print(
+            f"webhook-guard dashboard: {args.db} at {url} (Ctrl-C to stop)", file=sys.stderr
+        ),
+    )
     return 0
 
 
