@@ -41,6 +41,11 @@ BODY = b'{"id": "evt_42", "type": "order.paid", "event": "order.paid"}'
 NON_UTF8_BODY = b"\xff\xfe\x00binary \xc3(\x80 not utf-8"
 
 
+def _fields(verified: Verified) -> tuple[object, ...]:
+    """Verified's public fields (its body-derived ones are worked out lazily)."""
+    return (verified.delivery_key, verified.event_type, verified.timestamp, verified.secret_index)
+
+
 def secret_for(preset: str, n: int = 0) -> str:
     """A distinctive secret in the form the preset's senders hand out."""
     if preset == "standard":
@@ -316,7 +321,7 @@ def test_standard_vector_reports_id_and_timestamp() -> None:
     verified = scheme.verify(
         Headers(standard_headers(STANDARD_SIGNATURE)), STANDARD_BODY, [key], STANDARD_TS
     )
-    assert verified == Verified(STANDARD_ID, None, STANDARD_TS, 0)
+    assert _fields(verified) == (STANDARD_ID, None, STANDARD_TS, 0)
 
 
 def test_standard_vector_with_svix_header_names() -> None:
@@ -409,7 +414,7 @@ def test_stripe_vector_takes_delivery_key_from_body() -> None:
     verified = scheme.verify(
         Headers({"Stripe-Signature": STRIPE_SIGNATURE}), STRIPE_BODY, [key], 1492774577
     )
-    assert verified == Verified("evt_1", None, 1492774577, 0)
+    assert _fields(verified) == ("evt_1", None, 1492774577, 0)
 
 
 def test_stripe_event_type_comes_from_body_type() -> None:
@@ -749,7 +754,7 @@ def test_custom_scheme_round_trip() -> None:
     headers = sign_request(scheme, "acme-secret-Qx7v", BODY, timestamp=NOW, msg_id="a-1", event="e")
     assert re.fullmatch(r"hmac-sha256=[A-Za-z0-9+/]{43}=", headers["X-Acme-Signature"])
     verified = scheme.verify(Headers(headers), BODY, [scheme.key_for("acme-secret-Qx7v")], NOW)
-    assert verified == Verified("a-1", "e", NOW, 0)
+    assert _fields(verified) == ("a-1", "e", NOW, 0)
 
 
 def test_custom_scheme_signs_its_template() -> None:
@@ -783,7 +788,7 @@ def test_minimal_custom_scheme_round_trip() -> None:
     headers = sign_request(scheme, "acme-secret-Qx7v", BODY)
     assert headers["X-Sig"] == hmac.new(b"acme-secret-Qx7v", BODY, hashlib.sha256).hexdigest()
     verified = scheme.verify(Headers(headers), BODY, [b"acme-secret-Qx7v"], NOW)
-    assert verified == Verified(None, None, None, 0)
+    assert _fields(verified) == (None, None, None, 0)
 
 
 @pytest.mark.parametrize(

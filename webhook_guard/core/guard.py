@@ -278,7 +278,7 @@ class Guard:
 
     def _verify(self, headers: Headers, body: bytes) -> Verified:
         if not self._keys:  # insecure_dev_mode, refused at start-up otherwise
-            return Verified(None, self.scheme._event_type(headers, body), None, -1)
+            return Verified(self.scheme, headers, body, None, None, -1)
         return self.scheme.verify(headers, body, self._keys, self.clock())
 
     def _received(self) -> float:

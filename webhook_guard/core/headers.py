@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Union
 
@@ -23,6 +24,7 @@ _CREDENTIAL_WORDS = (
 )
 
 
+@functools.lru_cache(maxsize=1024)
 def is_credential_header(name: str) -> bool:
     lowered = name.lower()
     return any(word in lowered for word in _CREDENTIAL_WORDS)

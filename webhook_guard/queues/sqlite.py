@@ -63,7 +63,9 @@ CREATE TABLE IF NOT EXISTS deliveries (
     last_error  TEXT,
     updated_at  REAL NOT NULL
 );
-CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries(status, run_at);
+DROP INDEX IF EXISTS deliveries_due;
+CREATE INDEX IF NOT EXISTS deliveries_ready ON deliveries(status, engine, run_at);
+CREATE INDEX IF NOT EXISTS deliveries_leased ON deliveries(status, engine, lease_until);
 CREATE INDEX IF NOT EXISTS deliveries_received ON deliveries(received_at);
 CREATE TABLE IF NOT EXISTS dedupe (
     endpoint    TEXT NOT NULL,
@@ -115,13 +117,20 @@ INSERT INTO rejections (received_at, endpoint, method, path, remote_addr, reason
                         body_size, body_sha256)
 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
 """
-# Deliveries recorded for another engine (a broker carries them) are never claimed here.
-_NEXT_DUE = """
-SELECT id FROM deliveries
- WHERE engine = 'sqlite'
-   AND ((status IN ('queued', 'retrying') AND run_at <= :now)
-     OR (status = 'processing' AND lease_until < :now))
- ORDER BY run_at, received_at LIMIT 1
+# The earliest due delivery of this queue: the first queued, the first retrying and the first
+# expired lease, each one index seek (an OR across them would scan every waiting row). Rows
+# recorded for another engine (a broker carries them) are never claimed here.
+_EARLIEST = """
+SELECT id, due FROM (
+    SELECT * FROM (SELECT id, run_at AS due FROM deliveries
+                    WHERE status = 'queued' AND engine = 'sqlite' ORDER BY run_at LIMIT 1)
+    UNION ALL
+    SELECT * FROM (SELECT id, run_at AS due FROM deliveries
+                    WHERE status = 'retrying' AND engine = 'sqlite' ORDER BY run_at LIMIT 1)
+    UNION ALL
+    SELECT * FROM (SELECT id, lease_until AS due FROM deliveries
+                    WHERE status = 'processing' AND engine = 'sqlite' ORDER BY lease_until LIMIT 1)
+) ORDER BY due LIMIT 1
 """
 
 
@@ -424,8 +433,8 @@ class SQLiteQueue:
         now = time.time()
         token = uuid.uuid4().hex
         with self._transaction() as conn:
-            row = conn.execute(_NEXT_DUE, {"now": now}).fetchone()
-            if row is None:
+            row = conn.execute(_EARLIEST).fetchone()
+            if row is None or row[1] > now:
                 return None
             delivery_id = row[0]
             # An attempt left unfinished means its worker died holding the lease.
@@ -519,17 +528,10 @@ class SQLiteQueue:
 
     def next_due_in(self) -> float | None:
         """Seconds until the next delivery is due (0 if one is due now), None if none waits."""
-        row = (
-            self._connection()
-            .execute(
-                "SELECT MIN(CASE WHEN status = 'processing' THEN lease_until ELSE run_at END)"
-                " FROM deliveries WHERE status IN ('queued', 'retrying', 'processing')"
-            )
-            .fetchone()
-        )
-        if row[0] is None:
+        row = self._connection().execute(_EARLIEST).fetchone()
+        if row is None:
             return None
-        return max(0.0, float(row[0]) - time.time())
+        return max(0.0, float(row[1]) - time.time())
 
     # -- history -----------------------------------------------------------------------------
 
