@@ -235,3 +235,17 @@ def test_threads_opening_a_new_database_at_once_all_succeed(tmp_path: Path) -> N
     once, without the busy timeout): none of them fails. (Unfixed: ~10 failures per 100.)"""
     errors = [e for n in range(100) for e in _first_use_race(tmp_path / f"fresh{n}.db")]
     assert errors == []
+
+
+def test_closing_in_one_thread_leaves_other_threads_connections_open(tmp_path: Path) -> None:
+    """close() is per thread: a heartbeat thread closing its connection must not make the
+    worker reconnect (and re-run the schema) for every delivery."""
+    queue = SQLiteQueue(tmp_path / "q.db")
+    queue.enqueue(_delivery())
+    mine = queue._connection()
+    closer = threading.Thread(target=lambda: (queue._connection(), queue.close()))
+    closer.start()
+    closer.join()
+    assert queue._connection() is mine
+    queue.close()
+    assert queue._connection() is not mine

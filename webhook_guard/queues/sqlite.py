@@ -323,10 +323,12 @@ class SQLiteQueue:
             raise QueueUnavailable(f"{self.path}: commit failed: {error}") from error
 
     def close(self) -> None:
+        """Close the calling thread's connection (other threads keep theirs)."""
         conn = getattr(self._local, "conn", None)
-        if conn is not None and self._pid == os.getpid():
-            conn.close()
-        self._local = threading.local()
+        if conn is not None:
+            del self._local.conn
+            if self._pid == os.getpid():
+                conn.close()
 
     # -- the request side: enqueue and record rejections, group-committed --------------------
 
