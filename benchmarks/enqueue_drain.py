@@ -1,0 +1,511 @@
+"""In-process ack and drain costs: ``Guard.receive`` without HTTP, and the worker's drain rate.
+
+    .venv-bench/bin/python benchmarks/enqueue_drain.py [--reps 3] [--n 2000] [--backlog 5000]
+
+Part 1, enqueue (no HTTP, no framework): a 1 KiB JSON body signed with the cloudaipilot scheme and
+a new ``X-CloudAIPilot-Delivery`` each time, into a fresh SQLite file per sample, in both
+durabilities ("power" = ``synchronous=FULL``, "process" = ``NORMAL``):
+
+- ``Guard.admit`` alone (verify + build the Delivery, no store): the CPU part of the ack;
+- ``Guard.receive`` called by 1 thread (what a gunicorn sync worker does);
+- ``Guard.receive`` from 16 threads at once (a gthread worker with many threads);
+- ``Guard.areceive`` x 16 concurrent on one asyncio loop (the ASGI middleware's path);
+- reference: one plain ``INSERT`` of the same body per transaction into a one-table WAL database
+  (the research baseline's "SQLite WAL 1 txn/insert"), same durability.
+
+Rows per commit (how well group commit works) come from counting ``SQLiteQueue._commit`` calls
+(a private method wrapped for diagnostics). Repetitions are interleaved; medians are shown.
+With ``--pin`` (default when there are >= 2 CPUs) the process runs on CPU 1 only, as the servers
+of ``ack_path.py`` do, so threads share one core.
+
+Diagnostics: where the CPU of ``Guard.admit`` goes; WAL pages written per delivery vs a plain
+INSERT; and the latency distribution of sequential ``Guard.receive`` with SQLite's WAL
+auto-checkpoint on (the default: a checkpoint runs inside whichever request crosses 1 000 WAL
+pages) vs off on the library's connection (private; shows what those checkpoints cost).
+
+Part 2, drain: a backlog of ``--backlog`` (5 000) deliveries with a no-op handler, then
+``Worker(guard).drain()`` timed; also a 1 000 backlog, to show how the rate scales with the
+backlog, and the time of one claim query (``_NEXT_DUE``, private) at the full backlog.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import hmac
+import json
+import os
+import shutil
+import sqlite3
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from _common import CpuAccount, ack_body, fs_type, machine_line, md_table, median, rotated
+
+from webhook_guard import Guard, SQLiteQueue
+from webhook_guard.worker import Worker
+
+SECRET = "bench-secret-0123456789abcdef0123456789"
+EVENT = "invoice.paid"
+DURABILITIES = ("process", "power")
+
+
+BODY = ack_body()
+SIG = "sha256=" + hmac.new(SECRET.encode(), BODY, hashlib.sha256).hexdigest()
+_counter = iter(range(10**12))
+
+
+def headers() -> list[tuple[str, str]]:
+    """A request's headers as an adapter passes them, with a new delivery id."""
+    return [
+        ("Host", "127.0.0.1:8000"),
+        ("User-Agent", "CloudAIPilot-Hookshot/1.0"),
+        ("Accept", "*/*"),
+        ("Content-Type", "application/json"),
+        ("Content-Length", "1024"),
+        ("X-CloudAIPilot-Event", EVENT),
+        ("X-CloudAIPilot-Signature", SIG),
+        ("X-CloudAIPilot-Delivery", f"d-{next(_counter)}"),
+    ]
+
+
+def new_guard(path: str, durability: str) -> Guard:
+    queue = SQLiteQueue(path, durability="power" if durability == "power" else "process")
+    guard = Guard(SECRET, queue=queue, worker="external")
+    guard.add_handler(lambda delivery: None)
+    return guard
+
+
+class CommitCounter:
+    """Counts group commits by wrapping the queue's private ``_commit`` (diagnostics)."""
+
+    def __init__(self, queue: Any) -> None:
+        self.commits = 0
+        self.rows = 0
+        original = queue._commit
+
+        def counted(batch: list[Any]) -> None:
+            self.commits += 1
+            self.rows += len(batch)
+            original(batch)
+
+        queue._commit = counted
+
+    @property
+    def rows_per_commit(self) -> float:
+        return self.rows / self.commits if self.commits else 0.0
+
+
+# ----------------------------------------------------------------------- part 1: enqueue
+
+
+def run_admit(path: str, durability: str, n: int) -> tuple[float, float]:
+    guard = new_guard(path, durability)
+    all_headers = [headers() for _ in range(n)]
+    t0 = time.perf_counter()
+    for h in all_headers:
+        guard.admit("POST", h, BODY)
+    return (time.perf_counter() - t0) / n, 0.0
+
+
+def run_sequential(path: str, durability: str, n: int) -> tuple[float, float]:
+    guard = new_guard(path, durability)
+    counter = CommitCounter(guard.queue)
+    guard.receive("POST", "/webhook", headers(), BODY)  # creates the schema
+    all_headers = [headers() for _ in range(n)]
+    t0 = time.perf_counter()
+    for h in all_headers:
+        outcome = guard.receive("POST", "/webhook", h, BODY)
+    elapsed = time.perf_counter() - t0
+    assert outcome.status == 200 and b'"ok"' in outcome.body, outcome
+    return elapsed / n, counter.rows_per_commit
+
+
+def run_threads(path: str, durability: str, n: int, threads: int = 16) -> tuple[float, float]:
+    guard = new_guard(path, durability)
+    guard.receive("POST", "/webhook", headers(), BODY)
+    counter = CommitCounter(guard.queue)
+    per = n // threads
+    batches = [[headers() for _ in range(per)] for _ in range(threads)]
+    start = threading.Barrier(threads + 1)
+    failures: list[object] = []
+
+    def work(hs: list[list[tuple[str, str]]]) -> None:
+        start.wait()
+        for h in hs:
+            outcome = guard.receive("POST", "/webhook", h, BODY)
+            if outcome.status != 200:
+                failures.append(outcome)
+
+    ts = [threading.Thread(target=work, args=(b,)) for b in batches]
+    for t in ts:
+        t.start()
+    start.wait()
+    t0 = time.perf_counter()
+    for t in ts:
+        t.join()
+    elapsed = time.perf_counter() - t0
+    assert not failures, failures[:3]
+    return elapsed / (per * threads), counter.rows_per_commit
+
+
+def run_async(path: str, durability: str, n: int, conc: int = 16) -> tuple[float, float]:
+    guard = new_guard(path, durability)
+    guard.receive("POST", "/webhook", headers(), BODY)
+    counter = CommitCounter(guard.queue)
+    per = n // conc
+
+    async def client(hs: list[list[tuple[str, str]]]) -> None:
+        for h in hs:
+            outcome = await guard.areceive("POST", "/webhook", h, BODY)
+            assert outcome.status == 200, outcome
+
+    async def main() -> float:
+        hs = [[headers() for _ in range(per)] for _ in range(conc)]
+        t0 = time.perf_counter()
+        await asyncio.gather(*(client(h) for h in hs))
+        return time.perf_counter() - t0
+
+    elapsed = asyncio.run(main())
+    return elapsed / (per * conc), counter.rows_per_commit
+
+
+def run_plain(path: str, durability: str, n: int) -> tuple[float, float]:
+    con = sqlite3.connect(path, isolation_level=None)
+    con.execute("PRAGMA journal_mode=WAL")
+    con.execute("PRAGMA synchronous=" + ("FULL" if durability == "power" else "NORMAL"))
+    con.execute(
+        "CREATE TABLE inbox(id INTEGER PRIMARY KEY, received_at REAL, provider TEXT,"
+        " delivery_id TEXT, signature TEXT, status INTEGER, body BLOB)"
+    )
+    sql = (
+        "INSERT INTO inbox(received_at, provider, delivery_id, signature, status, body)"
+        " VALUES (?, ?, ?, ?, 0, ?)"
+    )
+    t0 = time.perf_counter()
+    for i in range(n):
+        con.execute(sql, (time.time(), "cloudaipilot", f"d-{i}", SIG, BODY))
+    elapsed = time.perf_counter() - t0
+    con.close()
+    return elapsed / n, 1.0
+
+
+CANDIDATES: dict[str, Callable[[str, str, int], tuple[float, float]]] = {
+    "reference: plain INSERT, 1 txn per row (one-table WAL db)": run_plain,
+    "Guard.admit only (verify + Delivery, no store)": run_admit,
+    "Guard.receive, 1 thread (sync worker)": run_sequential,
+    "Guard.receive, 16 threads (gthread-like)": run_threads,
+    "Guard.areceive x 16 concurrent, asyncio (ASGI path)": run_async,
+}
+
+
+def part_enqueue(work: str, reps: int, n: int) -> None:
+    combos = [(d, c) for d in DURABILITIES for c in CANDIDATES]
+    res: dict[tuple[str, str], list[tuple[float, float]]] = {k: [] for k in combos}
+    account = CpuAccount()
+    t_start = time.perf_counter()
+    for rep in range(reps):
+        for combo in rotated(combos, rep):
+            durability, name = combo  # type: ignore[misc]
+            folder = tempfile.mkdtemp(dir=work)
+            try:
+                res[(durability, name)].append(
+                    CANDIDATES[name](os.path.join(folder, "q.db"), durability, n)
+                )
+            finally:
+                shutil.rmtree(folder, ignore_errors=True)
+    print(
+        f"\n### Enqueue in-process ({reps} reps x {n} deliveries per sample; "
+        f"{time.perf_counter() - t_start:.0f} s; other processes used "
+        f"{account.foreign_cores():.2f} cores meanwhile)\n"
+    )
+    rows = []
+    for durability in DURABILITIES:
+        ref = median(x[0] for x in res[(durability, next(iter(CANDIDATES)))])
+        for name in CANDIDATES:
+            xs = res[(durability, name)]
+            per = median(x[0] for x in xs)
+            rpc = median(x[1] for x in xs)
+            rows.append(
+                (
+                    durability,
+                    name,
+                    f"{per * 1e6:,.1f}",
+                    f"{1 / per:,.0f}",
+                    f"{per / ref:.2f}",
+                    "-" if "admit" in name or "reference" in name else f"{rpc:.2f}",
+                )
+            )
+    print(
+        md_table(
+            (
+                "durability",
+                "path",
+                "us per delivery",
+                "deliveries/s",
+                "x plain INSERT",
+                "rows per commit",
+            ),
+            rows,
+            right=2,
+        )
+    )
+
+
+def wal_pages_per_delivery(work: str, durability: str, n: int = 500) -> tuple[float, float]:
+    """WAL frames (4 KiB pages) one sequential ``Guard.receive`` appends, and the same for the
+    plain one-table INSERT; auto-checkpoints off on the library's connection (diagnostics)."""
+    folder = tempfile.mkdtemp(dir=work)
+    try:
+        guard = new_guard(os.path.join(folder, "q.db"), durability)
+        guard.receive("POST", "/webhook", headers(), BODY)
+        assert isinstance(guard.queue, SQLiteQueue)
+        conn = guard.queue._connection()
+        conn.execute("PRAGMA wal_autocheckpoint=0")
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        for _ in range(n):
+            guard.receive("POST", "/webhook", headers(), BODY)
+        page = conn.execute("PRAGMA page_size").fetchone()[0]
+        frames = (os.path.getsize(os.path.join(folder, "q.db-wal")) - 32) / (page + 24)
+        plain = os.path.join(folder, "plain.db")
+        con = sqlite3.connect(plain, isolation_level=None)
+        con.execute("PRAGMA journal_mode=WAL")
+        con.execute("PRAGMA wal_autocheckpoint=0")
+        con.execute("CREATE TABLE inbox(id INTEGER PRIMARY KEY, signature TEXT, body BLOB)")
+        for i in range(n):
+            con.execute("INSERT INTO inbox(signature, body) VALUES (?, ?)", (f"d-{i}", BODY))
+        plain_frames = (os.path.getsize(plain + "-wal") - 32) / (page + 24)
+        con.close()
+        return frames / n, plain_frames / n
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def admit_breakdown() -> list[tuple[str, str]]:
+    """Where the CPU of one ack goes before the store (diagnostics, median of 5 x 2000 calls)."""
+    from webhook_guard.core import outcome
+    from webhook_guard.core.headers import Headers
+
+    guard = new_guard(os.path.join(tempfile.gettempdir(), "wg-unused.db"), "process")
+    raw = headers()
+    parsed = Headers(raw)
+    delivery = guard.admit("POST", raw, BODY)
+    keys = guard._keys
+    steps: dict[str, Callable[[], object]] = {
+        "Headers(8 header pairs)": lambda: Headers(raw),
+        "Headers.safe_items() (drops credential headers)": parsed.safe_items,
+        "scheme.verify (parsed headers)": lambda: guard.scheme.verify(parsed, BODY, keys, 0.0),
+        "json.dumps(delivery.headers) (as the store does)": lambda: json.dumps(
+            list(delivery.headers)
+        ),
+        "delivery.body_sha256 (the store computes it)": lambda: delivery.body_sha256,
+        "outcome.accepted(id) (the 200 body)": lambda: outcome.accepted(delivery.id),
+        "Guard.admit (Headers + verify + safe_items + Delivery, before the store)": lambda: (
+            guard.admit("POST", raw, BODY)
+        ),
+    }
+    found = []
+    for name, fn in steps.items():
+        samples = []
+        for _ in range(5):
+            t0 = time.perf_counter_ns()
+            for _ in range(2000):
+                fn()
+            samples.append((time.perf_counter_ns() - t0) / 2000 / 1000)
+        found.append((name, f"{median(samples):.2f}"))
+    return found
+
+
+def receive_tail(work: str, durability: str, autocheckpoint: bool, n: int) -> tuple[str, ...]:
+    """Latency distribution of sequential ``Guard.receive``; optionally with the library's
+    connection set to ``wal_autocheckpoint=0`` (private, diagnostics: shows what the WAL
+    checkpoints that run inside a request cost)."""
+    folder = tempfile.mkdtemp(dir=work)
+    try:
+        guard = new_guard(os.path.join(folder, "q.db"), durability)
+        guard.receive("POST", "/webhook", headers(), BODY)
+        if not autocheckpoint:
+            assert isinstance(guard.queue, SQLiteQueue)
+            guard.queue._connection().execute("PRAGMA wal_autocheckpoint=0")
+        lat = []
+        for _ in range(n):
+            h = headers()
+            t0 = time.perf_counter_ns()
+            guard.receive("POST", "/webhook", h, BODY)
+            lat.append((time.perf_counter_ns() - t0) / 1e6)
+        lat.sort()
+        return (
+            durability,
+            "on (default)" if autocheckpoint else "off (diagnostic)",
+            f"{sum(lat) / n * 1000:,.0f}",
+            f"{lat[n // 2]:.3f}",
+            f"{lat[int(n * 0.99)]:.3f}",
+            f"{lat[int(n * 0.999)]:.2f}",
+            f"{lat[-1]:.2f}",
+            f"{sum(1 for x in lat if x > 2.0)} of {n}",
+        )
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def part_costs(work: str) -> None:
+    print("\n### Where the ack's own cost goes (diagnostics)\n")
+    print(
+        md_table(
+            ("step (1 KiB, cloudaipilot, 8 request headers)", "us per call"), admit_breakdown()
+        )
+    )
+    rows = []
+    for durability in DURABILITIES:
+        ours, plain = wal_pages_per_delivery(work, durability)
+        rows.append((durability, f"{ours:.2f}", f"{plain:.2f}", f"{ours / plain:.1f}"))
+    print()
+    print(
+        md_table(
+            (
+                "durability",
+                "WAL pages per Guard.receive",
+                "WAL pages per plain INSERT",
+                "ratio",
+            ),
+            rows,
+            right=1,
+        )
+    )
+    tails = [
+        receive_tail(work, durability, auto, 4000 if durability == "process" else 1500)
+        for durability in DURABILITIES
+        for auto in (True, False)
+    ]
+    print("\nSequential `Guard.receive` latency, WAL auto-checkpoint on (the default) vs off:\n")
+    print(
+        md_table(
+            (
+                "durability",
+                "auto-checkpoint",
+                "mean us",
+                "p50 ms",
+                "p99 ms",
+                "p99.9 ms",
+                "max ms",
+                "calls > 2 ms",
+            ),
+            tails,
+            right=2,
+        )
+    )
+
+
+# ----------------------------------------------------------------------- part 2: drain
+
+
+def claim_query_us(queue: SQLiteQueue) -> float:
+    from webhook_guard.queues import sqlite as sqlite_queue
+
+    sql = getattr(sqlite_queue, "_NEXT_DUE", None)
+    if sql is None:
+        return float("nan")
+    conn = queue._connection()
+    conn.execute(sql, {"now": time.time()}).fetchone()
+    t0 = time.perf_counter()
+    for _ in range(20):
+        conn.execute(sql, {"now": time.time()}).fetchone()
+    return (time.perf_counter() - t0) / 20 * 1e6
+
+
+def part_drain(work: str, backlogs: list[int], timeout: float) -> None:
+    rows = []
+    account = CpuAccount()
+    t_start = time.perf_counter()
+    for backlog in backlogs:
+        for durability in DURABILITIES:
+            folder = tempfile.mkdtemp(dir=work)
+            try:
+                guard = new_guard(os.path.join(folder, "q.db"), durability)
+                t0 = time.perf_counter()
+                for _ in range(backlog):
+                    guard.receive("POST", "/webhook", headers(), BODY)
+                enqueue_s = time.perf_counter() - t0
+                assert isinstance(guard.queue, SQLiteQueue)
+                claim_us = claim_query_us(guard.queue)
+                t0 = time.perf_counter()
+                done = Worker(guard).drain(timeout=timeout)
+                drain_s = time.perf_counter() - t0
+                left = guard.queue.counts().get("queued", 0)
+                rows.append(
+                    (
+                        f"{backlog:,}",
+                        durability,
+                        f"{done:,}" + (f" ({left:,} left at timeout)" if left else ""),
+                        f"{drain_s:.2f}",
+                        f"{done / drain_s:,.0f}",
+                        f"{drain_s / max(done, 1) * 1e6:,.0f}",
+                        f"{claim_us:,.0f}",
+                        f"{backlog / enqueue_s:,.0f}",
+                    )
+                )
+                print(f"<!-- drain {backlog} {durability}: {rows[-1]} -->", flush=True)
+            finally:
+                shutil.rmtree(folder, ignore_errors=True)
+    print(
+        f"\n### Worker drain, no-op handler ({time.perf_counter() - t_start:.0f} s; other "
+        f"processes used {account.foreign_cores():.2f} cores meanwhile)\n"
+    )
+    print(
+        md_table(
+            (
+                "backlog",
+                "durability",
+                "drained",
+                "seconds",
+                "deliveries/s",
+                "us per delivery",
+                "one claim query at full backlog (us)",
+                "enqueue rate while filling (1 thread, /s)",
+            ),
+            rows,
+            right=2,
+        )
+    )
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--n", type=int, default=2000, help="deliveries per enqueue sample")
+    ap.add_argument("--backlog", type=int, default=5000)
+    ap.add_argument("--small-backlog", type=int, default=1000)
+    ap.add_argument("--drain-timeout", type=float, default=120.0)
+    ap.add_argument("--pin", choices=("auto", "on", "off"), default="auto")
+    ap.add_argument("--skip-enqueue", action="store_true")
+    ap.add_argument("--skip-drain", action="store_true")
+    args = ap.parse_args()
+    pin = args.pin == "on" or (args.pin == "auto" and (os.cpu_count() or 1) >= 2)
+    if pin:
+        os.sched_setaffinity(0, {1})
+    # Same filesystem as the work tree's default DB; /tmp is checked to be a real disk.
+    work = tempfile.mkdtemp(prefix="wg-enqueue-")
+    print("## In-process enqueue and drain (`benchmarks/enqueue_drain.py`)\n")
+    print(f"- machine: {machine_line()}")
+    print(
+        f"- {'pinned to CPU 1' if pin else 'unpinned'}; SQLite files under {work} ({fs_type(work)})"
+    )
+    try:
+        if not args.skip_enqueue:
+            part_enqueue(work, args.reps, args.n)
+        part_costs(work)
+        if not args.skip_drain:
+            backlogs = sorted({args.small_backlog, args.backlog} - {0})
+            part_drain(work, backlogs, args.drain_timeout)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
