@@ -13,7 +13,7 @@ import hashlib
 import inspect
 import logging
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from webhook_guard.core import events, outcome
@@ -391,9 +391,3 @@ async def _anever_crash(awaitable: Any) -> None:
         await awaitable
     except Exception:
         logger.exception("webhook_guard: recording a rejection failed (ignored)")
-
-
-def handlers_summary(guard: Guard) -> Iterable[str]:
-    """One line per registered handler, for the CLI and logs."""
-    for pattern, handler in guard._handlers:
-        yield f"{pattern}: {getattr(handler, '__qualname__', repr(handler))}"
