@@ -6,6 +6,7 @@ Every wait here is bounded and polls; nothing asserts on elapsed time.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import signal
@@ -51,6 +52,16 @@ def sample_env(tmp_path: Path, scheme: str = "cloudaipilot", **extra: str) -> di
     return env
 
 
+@functools.lru_cache(maxsize=1)
+def _gunicorn_extra() -> tuple[str, ...]:
+    """gunicorn 27 opens a control socket at one fixed path per user: servers started one
+    after another (or side by side) must not share it."""
+    help_text = subprocess.run(
+        [str(BIN / "gunicorn"), "--help"], capture_output=True, text=True
+    ).stdout
+    return ("--no-control-socket",) if "--no-control-socket" in help_text else ()
+
+
 def gunicorn_command(
     app: str, port: int, *, workers: int = 1, worker_class: str = "sync", threads: int = 1
 ) -> list[str]:
@@ -67,6 +78,7 @@ def gunicorn_command(
         str(threads),
         "--graceful-timeout",
         "5",
+        *_gunicorn_extra(),
     ]
 
 
@@ -129,13 +141,31 @@ def stop(process: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
             process.wait()
         except ProcessLookupError:
             pass
+    _wait_for_group_exit(process.pid)
+
+
+def _wait_for_group_exit(group: int, limit: float = 10.0) -> None:
+    """Until no process of the group is left (a worker outliving its master would keep the
+    port and the database busy), then SIGKILL whatever remains."""
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(group, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.02)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(group, signal.SIGKILL)
 
 
 def kill_hard(process: subprocess.Popen[bytes]) -> None:
-    """``kill -9`` the whole process group: no shutdown hook of any kind runs."""
+    """``kill -9`` the whole process group: no shutdown hook of any kind runs. Returns once
+    every process of the group is gone, so that none still holds the listening socket (a new
+    server on the same port would otherwise seem up while a dying worker answers)."""
     with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGKILL)
     process.wait()
+    _wait_for_group_exit(process.pid)
 
 
 def processed(tmp_path: Path) -> list[dict[str, Any]]:
