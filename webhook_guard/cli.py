@@ -339,7 +339,11 @@ def _run_replay(args: argparse.Namespace) -> int:
                 "so that replay can publish them again"
             )
     count: int = queue.replay(ids, statuses=statuses)
-    print(f"queued {count} delivery(ies) again; a running worker picks them up", file=sys.stderr)
+    print(
+        f"queued {count} delivery(ies) again; a running worker picks them up"
+        " (none running? start one: webhook-guard worker module:guard)",
+        file=sys.stderr,
+    )
     return 0 if count else 1
 
 
