@@ -383,8 +383,8 @@ def breakdown_candidates(shape: str) -> dict[str, Fn]:
         def f_event(s: HmacScheme = scheme, hh: Headers = h) -> Any:
             return s._event_type(hh, body)
 
-        def f_verified() -> Any:
-            return Verified(delivery_key="x", event_type="y", timestamp=None, secret_index=0)
+        def f_verified(s: HmacScheme = scheme, hh: Headers = h) -> Any:
+            return Verified(s, hh, body, None, None, 0)
 
         def f_all(s: HmacScheme = scheme, hh: Headers = h, k: list[bytes] = keys) -> Any:
             return s.verify(hh, body, k, now)
@@ -396,7 +396,7 @@ def breakdown_candidates(shape: str) -> dict[str, Fn]:
         out[f"{name}: _event_type"] = f_event
         out[f"{name}: verify (all of it)"] = f_all
         if name == "cloudaipilot":
-            out["Verified(...) frozen dataclass"] = f_verified
+            out["Verified(...) (slotted; body-derived fields lazy)"] = f_verified
     return out
 
 

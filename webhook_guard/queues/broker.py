@@ -17,7 +17,8 @@ import importlib
 import logging
 import os
 from abc import ABC, abstractmethod
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from webhook_guard.core.delivery import Delivery
 from webhook_guard.core.processing import AttemptResult, run_attempt
@@ -35,6 +36,8 @@ logger = logging.getLogger("webhook_guard.queues")
 # WEBHOOK_GUARD_APP ("module:attribute") first.
 _GUARDS: dict[str, Guard] = {}
 APP_ENV = "WEBHOOK_GUARD_APP"
+QUEUE_ENV = "WEBHOOK_GUARD_QUEUE"
+Q = TypeVar("Q", bound="BrokerQueue")
 
 
 class BrokerQueue(ABC):
@@ -117,6 +120,27 @@ def guard_for(endpoint: str) -> Guard:
             f"no Guard for endpoint {endpoint!r} in this worker: import your app first or set "
             f"{APP_ENV}=module:guard"
         ) from None
+
+
+def worker_queue(kind: type[Q], from_url: Callable[[str], Q], what: str) -> Q:
+    """The queue an engine's own worker command consumes: the Guard's at WEBHOOK_GUARD_APP
+    (so retries are published exactly as the web side publishes), else one built from
+    WEBHOOK_GUARD_QUEUE. ``what`` names the attribute the worker command loads."""
+    target = os.environ.get(APP_ENV)
+    if target:
+        module, _, attribute = target.partition(":")
+        guard = getattr(importlib.import_module(module), attribute or "guard")
+        if not isinstance(guard.queue, kind):
+            raise ConfigurationError(
+                f"{APP_ENV}={target}: {guard.queue!r} is not a {kind.engine} queue"
+            )
+        return guard.queue
+    url = os.environ.get(QUEUE_ENV, "")
+    if not url.startswith(kind.engine + "+"):
+        raise ConfigurationError(
+            f"{what} needs {APP_ENV}=module:guard or {QUEUE_ENV}={kind.engine}+redis://host:6379/0"
+        )
+    return from_url(url)
 
 
 def _import_app(target: str) -> None:

@@ -22,9 +22,7 @@ hands it out again) and below RabbitMQ's ``consumer_timeout`` (30 min by default
 
 from __future__ import annotations
 
-import importlib
 import logging
-import os
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -37,7 +35,7 @@ except ImportError as error:  # pragma: no cover - depends on the environment
 
 from webhook_guard.core.store import DeliveryStore
 from webhook_guard.exceptions import ConfigurationError, QueueUnavailable
-from webhook_guard.queues.broker import APP_ENV, BrokerQueue, process_envelope
+from webhook_guard.queues.broker import BrokerQueue, process_envelope, worker_queue
 from webhook_guard.stores import open_store
 
 __all__ = ["TASK_NAME", "CeleryQueue", "from_url"]
@@ -46,7 +44,6 @@ logger = logging.getLogger("webhook_guard.queues")
 
 TASK_NAME = "webhook_guard.process"
 QUEUE_NAME = "webhook_guard"
-QUEUE_ENV = "WEBHOOK_GUARD_QUEUE"
 # A broker that refuses answers 503 at once; one that accepts but hangs, within a few seconds.
 CONNECT_TIMEOUT = 1.0
 SOCKET_TIMEOUT = 2.0  # above kombu's 1-second BRPOP, which the worker's Redis reads wait for
@@ -168,16 +165,4 @@ def __getattr__(name: str) -> Any:
 
 
 def _app_for_worker() -> Any:
-    target = os.environ.get(APP_ENV)
-    if target:
-        module, _, attribute = target.partition(":")
-        guard = getattr(importlib.import_module(module), attribute or "guard")
-        if not isinstance(guard.queue, CeleryQueue):
-            raise ConfigurationError(f"{APP_ENV}={target}: {guard.queue!r} is not a Celery queue")
-        return guard.queue.app
-    url = os.environ.get(QUEUE_ENV, "")
-    if not url.startswith("celery+"):
-        raise ConfigurationError(
-            f"celery_app needs {APP_ENV}=module:guard or {QUEUE_ENV}=celery+redis://host:6379/0"
-        )
-    return from_url(url).app
+    return worker_queue(CeleryQueue, from_url, "celery_app").app

@@ -20,9 +20,7 @@ middleware (10 minutes by default) still interrupts a handler that runs longer.
 
 from __future__ import annotations
 
-import importlib
 import logging
-import os
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -35,7 +33,7 @@ except ImportError as error:  # pragma: no cover - depends on the environment
 
 from webhook_guard.core.store import DeliveryStore
 from webhook_guard.exceptions import ConfigurationError, QueueUnavailable
-from webhook_guard.queues.broker import APP_ENV, BrokerQueue, process_envelope
+from webhook_guard.queues.broker import BrokerQueue, process_envelope, worker_queue
 from webhook_guard.stores import open_store
 
 __all__ = ["ACTOR_NAME", "DramatiqQueue", "from_url"]
@@ -44,7 +42,6 @@ logger = logging.getLogger("webhook_guard.queues")
 
 ACTOR_NAME = "webhook_guard_process"
 QUEUE_NAME = "webhook_guard"
-QUEUE_ENV = "WEBHOOK_GUARD_QUEUE"
 # A broker that refuses answers 503 at once; one that accepts but hangs, within a few seconds.
 CONNECT_TIMEOUT = 1.0
 SOCKET_TIMEOUT = 2.0
@@ -162,16 +159,4 @@ def __getattr__(name: str) -> Any:
 
 
 def _broker_for_worker() -> Any:
-    target = os.environ.get(APP_ENV)
-    if target:
-        module, _, attribute = target.partition(":")
-        guard = getattr(importlib.import_module(module), attribute or "guard")
-        if not isinstance(guard.queue, DramatiqQueue):
-            raise ConfigurationError(f"{APP_ENV}={target}: {guard.queue!r} is not a Dramatiq queue")
-        return guard.queue.broker
-    url = os.environ.get(QUEUE_ENV, "")
-    if not url.startswith("dramatiq+"):
-        raise ConfigurationError(
-            f"broker needs {APP_ENV}=module:guard or {QUEUE_ENV}=dramatiq+redis://host:6379/0"
-        )
-    return from_url(url).broker
+    return worker_queue(DramatiqQueue, from_url, "broker").broker

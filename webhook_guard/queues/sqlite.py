@@ -173,6 +173,19 @@ class DeliveryRecord:
     body: bytes = b""
     attempt_log: tuple[AttemptRecord, ...] = field(default=())
 
+    def delivery(self) -> Delivery:
+        """The stored delivery as a handler gets it (attempt 1): what a replay publishes."""
+        return Delivery(
+            id=self.id,
+            endpoint=self.endpoint,
+            body=self.body,
+            headers=self.headers,
+            event_type=self.event_type,
+            dedupe_key=self.dedupe_key,
+            received_at=self.received_at,
+            scheme=self.scheme,
+        )
+
 
 @dataclass(frozen=True)
 class RejectionRecord:
@@ -695,18 +708,7 @@ class SQLiteQueue:
 
     def load(self, delivery_id: str) -> Delivery | None:
         record = self.get(delivery_id)
-        if record is None:
-            return None
-        return Delivery(
-            id=record.id,
-            endpoint=record.endpoint,
-            body=record.body,
-            headers=record.headers,
-            event_type=record.event_type,
-            dedupe_key=record.dedupe_key,
-            received_at=record.received_at,
-            scheme=record.scheme,
-        )
+        return record.delivery() if record is not None else None
 
     def counts(self) -> dict[str, int]:
         rows = self._connection().execute("SELECT status, COUNT(*) FROM deliveries GROUP BY status")

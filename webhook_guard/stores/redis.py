@@ -332,18 +332,7 @@ class RedisStore:
 
     def load(self, delivery_id: str) -> Delivery | None:
         record = self.get(delivery_id)
-        if record is None:
-            return None
-        return Delivery(
-            id=record.id,
-            endpoint=record.endpoint,
-            body=record.body,
-            headers=record.headers,
-            event_type=record.event_type,
-            dedupe_key=record.dedupe_key,
-            received_at=record.received_at,
-            scheme=record.scheme,
-        )
+        return record.delivery() if record is not None else None
 
     def mark_replayed(
         self, delivery_ids: list[str] | None = None, *, statuses: tuple[str, ...] = ()
