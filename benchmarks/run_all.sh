@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
 # Run every webhook_guard benchmark and write benchmarks/results.md.
 #
-#   benchmarks/run_all.sh            # ~8 minutes on a 2-core machine (+ <= 90 s waiting
+#   benchmarks/run_all.sh            # ~12 minutes on a 2-core machine (+ <= 90 s waiting
 #                                    # for other processes to go quiet)
-#   QUICK=1 benchmarks/run_all.sh    # a ~2-minute smoke run (fewer reps, shorter samples)
+#   QUICK=1 benchmarks/run_all.sh    # a ~3-minute smoke run (fewer reps, shorter samples)
 #
 # By hand only; never part of the test suite. Needs wrk (`apt-get install -y wrk`) and the
 # bench venv, created here if missing:
 #   python3 -m venv .venv-bench
 #   .venv-bench/bin/pip install -e '.[flask,django,starlette,fastapi]' -r requirements/bench.txt
 # Other processes on the machine skew the numbers: every table says how much CPU they used.
+# The queue-engine step (engines.py) runs with the project's engine venvs instead, .venv
+# (Celery, RQ, Dramatiq) and .venv-arq (arq needs redis<6), and needs Redis on 127.0.0.1:6379
+# (DB 15 empty) and RabbitMQ on 127.0.0.1:5672; without them it is skipped with a note.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -33,10 +36,12 @@ if [ -n "${QUICK:-}" ]; then
   VERIFY_ARGS=(--reps 7 --sample-ms 10)
   ACK_ARGS=(--duration 2 --reps 1)
   DRAIN_ARGS=(--reps 1 --n 1000 --backlog 2000 --small-backlog 500)
+  ENGINES_ARGS=(--reps 3 --n 100 --drain-n 300 --drain-reps 1)
 else
   VERIFY_ARGS=(--reps 20 --sample-ms 20)
   ACK_ARGS=(--duration 3 --reps 3)
   DRAIN_ARGS=(--reps 3 --n 2000 --backlog 5000 --small-backlog 1000)
+  ENGINES_ARGS=(--reps 7 --n 300 --drain-n 1000 --drain-reps 3)
 fi
 
 TMP="$(mktemp -d)"
@@ -54,6 +59,26 @@ run verify verify.py "${VERIFY_ARGS[@]}"
 run enqueue_drain enqueue_drain.py "${DRAIN_ARGS[@]}"
 run ack_path ack_path.py "${ACK_ARGS[@]}"
 
+# Queue engines: each venv measures the engines it can import (arq pins redis<6: its own venv).
+ENGINE_CMDS=()
+engines() {  # engines <name> <python> <args...>: like run, but a missing venv or a failure is a note
+  local name=$1 py=$2
+  shift 2
+  ENGINE_CMDS+=("$py benchmarks/engines.py $*")
+  if [ ! -x "$ROOT/$py" ]; then
+    echo "(\`benchmarks/engines.py $*\` skipped: $py does not exist.)" > "$TMP/$name.md"
+    return
+  fi
+  echo "==> $py benchmarks/engines.py $*" >&2
+  local t0=$(date +%s) rc=0
+  "$ROOT/$py" benchmarks/engines.py "$@" > "$TMP/$name.md" || rc=$?
+  [ "$rc" -eq 0 ] || echo "(\`$py benchmarks/engines.py $*\` failed with exit code $rc; see its stderr.)" >> "$TMP/$name.md"
+  grep -v '^<!-- ' "$TMP/$name.md" >&2 || true
+  echo "    done in $(( $(date +%s) - t0 )) s" >&2
+}
+engines engines .venv/bin/python "${ENGINES_ARGS[@]}"
+engines engines_arq .venv-arq/bin/python --engines arq "${ENGINES_ARGS[@]}"
+
 {
   echo "# webhook_guard benchmark results"
   echo
@@ -69,10 +94,11 @@ run ack_path ack_path.py "${ACK_ARGS[@]}"
   echo "$PY benchmarks/verify.py ${VERIFY_ARGS[*]}"
   echo "$PY benchmarks/enqueue_drain.py ${DRAIN_ARGS[*]}"
   echo "$PY benchmarks/ack_path.py ${ACK_ARGS[*]}"
+  printf '%s\n' "${ENGINE_CMDS[@]}"
   echo '```'
   echo
   # The scripts print per-sample progress as HTML comments: keep only the tables and notes.
-  for name in verify enqueue_drain ack_path; do
+  for name in verify enqueue_drain ack_path engines engines_arq; do
     grep -v '^<!-- ' "$TMP/$name.md"
     echo
   done
