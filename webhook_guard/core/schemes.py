@@ -406,20 +406,6 @@ class StandardWebhooksScheme(HmacScheme):
             raise MalformedSignature("webhook-signature holds no 'v1,<base64>' entry")
         return _Signed(signatures, self._header_timestamp(headers), msg_id)
 
-    def sign(
-        self,
-        body: bytes,
-        secret: str,
-        *,
-        timestamp: int | None = None,
-        msg_id: str | None = None,
-        event: str | None = None,
-    ) -> dict[str, str]:
-        return super().sign(
-            body, secret, timestamp=timestamp, msg_id=msg_id or f"msg_{uuid.uuid4().hex}"
-        )
-
-
 class StripeScheme(HmacScheme):
     """Stripe: ``Stripe-Signature: t=<ts>,v1=<hex>[,v1=<hex>...]`` over ``ts.body``.
 
