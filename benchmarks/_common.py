@@ -5,6 +5,8 @@ Benchmarks are run by hand (``benchmarks/run_all.sh``), never by the test suite.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import os
 import platform
 import sqlite3
@@ -118,6 +120,27 @@ def ack_body() -> bytes:
     body = head + items + tail % (b"p" * (1024 - len(head) - len(items) - len(tail) + 2))
     assert len(body) == 1024
     return body
+
+
+BENCH_SECRET = "bench-secret-0123456789abcdef0123456789"
+BENCH_EVENT = "invoice.paid"
+_delivery_counter = iter(range(10**12))
+
+
+def signed_ack_headers(body: bytes) -> list[tuple[str, str]]:
+    """A signed cloudaipilot request's headers as an adapter passes them, each call with a new
+    delivery id (so every enqueue is a new delivery, the real cost)."""
+    signature = "sha256=" + hmac.new(BENCH_SECRET.encode(), body, hashlib.sha256).hexdigest()
+    return [
+        ("Host", "127.0.0.1:8000"),
+        ("User-Agent", "CloudAIPilot-Hookshot/1.0"),
+        ("Accept", "*/*"),
+        ("Content-Type", "application/json"),
+        ("Content-Length", str(len(body))),
+        ("X-CloudAIPilot-Event", BENCH_EVENT),
+        ("X-CloudAIPilot-Signature", signature),
+        ("X-CloudAIPilot-Delivery", f"d-{next(_delivery_counter)}"),
+    ]
 
 
 def fs_type(path: str) -> str:

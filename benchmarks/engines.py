@@ -54,8 +54,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import hashlib
-import hmac
 import importlib
 import os
 import shutil
@@ -64,11 +62,12 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from typing import Any, cast
 
 from _common import (
+    BENCH_EVENT,
+    BENCH_SECRET,
     _proc_table,
     ack_body,
     fs_type,
@@ -78,6 +77,7 @@ from _common import (
     median,
     paired_ratio,
     rotated,
+    signed_ack_headers,
     versions,
     yes_no,
 )
@@ -88,10 +88,9 @@ from webhook_guard.core.processing import AttemptResult
 from webhook_guard.core.queue import Enqueued, EnqueueResult, Rejection
 from webhook_guard.worker import Worker
 
-SECRET = "bench-secret-0123456789abcdef0123456789"
-EVENT = "invoice.paid"
+SECRET = BENCH_SECRET
+EVENT = BENCH_EVENT
 BODY = ack_body()
-SIG = "sha256=" + hmac.new(SECRET.encode(), BODY, hashlib.sha256).hexdigest()
 ENGINES = ("celery+redis", "celery+amqp", "rq", "dramatiq+redis", "dramatiq+amqp", "arq")
 REQUIRES = {
     "celery+redis": ("celery", "redis"),
@@ -106,21 +105,11 @@ PREFIX = "wg_bench"
 BROKER_COMMANDS = ("redis-server", "beam.smp", "erl_child_setup", "epmd", "inet_gethost")
 ENGINE_PACKAGES = ("celery", "kombu", "amqp", "rq", "dramatiq", "pika", "redis", "hiredis", "arq")
 
-_counter = iter(range(10**12))
 
 
 def headers() -> list[tuple[str, str]]:
     """A request's headers as an adapter passes them, with a new delivery id."""
-    return [
-        ("Host", "127.0.0.1:8000"),
-        ("User-Agent", "CloudAIPilot-Hookshot/1.0"),
-        ("Accept", "*/*"),
-        ("Content-Type", "application/json"),
-        ("Content-Length", "1024"),
-        ("X-CloudAIPilot-Event", EVENT),
-        ("X-CloudAIPilot-Signature", SIG),
-        ("X-CloudAIPilot-Delivery", f"bench-{uuid.uuid4().hex[:8]}-{next(_counter)}"),
-    ]
+    return signed_ack_headers(BODY)
 
 
 def deliveries(guard: Guard, n: int) -> list[Delivery]:

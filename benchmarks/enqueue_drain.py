@@ -45,33 +45,34 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from _common import CpuAccount, ack_body, fs_type, machine_line, md_table, median, rotated
+from _common import (
+    BENCH_EVENT,
+    BENCH_SECRET,
+    CpuAccount,
+    ack_body,
+    fs_type,
+    machine_line,
+    md_table,
+    median,
+    rotated,
+    signed_ack_headers,
+)
 
 from webhook_guard import Guard, SQLiteQueue
 from webhook_guard.worker import Worker
 
-SECRET = "bench-secret-0123456789abcdef0123456789"
-EVENT = "invoice.paid"
+SECRET = BENCH_SECRET
+EVENT = BENCH_EVENT
 DURABILITIES = ("process", "power")
 
 
 BODY = ack_body()
 SIG = "sha256=" + hmac.new(SECRET.encode(), BODY, hashlib.sha256).hexdigest()
-_counter = iter(range(10**12))
 
 
 def headers() -> list[tuple[str, str]]:
     """A request's headers as an adapter passes them, with a new delivery id."""
-    return [
-        ("Host", "127.0.0.1:8000"),
-        ("User-Agent", "CloudAIPilot-Hookshot/1.0"),
-        ("Accept", "*/*"),
-        ("Content-Type", "application/json"),
-        ("Content-Length", "1024"),
-        ("X-CloudAIPilot-Event", EVENT),
-        ("X-CloudAIPilot-Signature", SIG),
-        ("X-CloudAIPilot-Delivery", f"d-{next(_counter)}"),
-    ]
+    return signed_ack_headers(BODY)
 
 
 def new_guard(path: str, durability: str) -> Guard:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import io
 import json
 import logging
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +13,7 @@ import pytest
 
 from webhook_guard.core.body import read_wsgi_body
 from webhook_guard.core.delivery import Delivery
-from webhook_guard.core.events import BaseObserver, add_observer, observers, remove_observer
+from webhook_guard.core.events import BaseObserver, add_observer
 from webhook_guard.core.guard import Guard
 from webhook_guard.core.retry import RetryPolicy
 from webhook_guard.exceptions import ConfigurationError, QueueUnavailable, Rejected
@@ -52,17 +51,7 @@ LOG_FIELDS = (
 )
 
 
-@pytest.fixture(autouse=True)
-def no_observers() -> Iterator[None]:
-    """Each test starts and ends with no observer registered, whatever it installed."""
-    before = observers()
-    for observer in before:
-        remove_observer(observer)
-    yield
-    for observer in observers():
-        remove_observer(observer)
-    for observer in before:
-        add_observer(observer)
+pytestmark = pytest.mark.usefixtures("no_observers")
 
 
 @pytest.fixture

@@ -235,3 +235,31 @@ def test_asgi_declared_length_mismatch_is_incomplete(declared: int) -> None:
     receive, _ = scripted(chunk(b"0123456789", more=False))
     with pytest.raises(IncompleteBody, match=str(declared)):
         asyncio.run(read_asgi_body(receive, declared, CAP))
+
+
+def test_require_post_refuses_every_other_method() -> None:
+    """A webhook path takes POST only (any case); other methods are 405 before any read."""
+    from webhook_guard.core.body import require_post
+    from webhook_guard.exceptions import MethodNotAllowed
+
+    require_post("POST")
+    require_post("post")
+    for method in ("GET", "PUT", "HEAD", ""):
+        with pytest.raises(MethodNotAllowed):
+            require_post(method)
+
+
+def test_a_buffered_body_is_held_to_the_cap_and_its_declared_length() -> None:
+    """A body the framework read first is refused over the cap or short of Content-Length."""
+    from webhook_guard.core.body import check_buffered_body
+
+    assert check_buffered_body(b"abc", "3", 10) == b"abc"
+    assert check_buffered_body(b"abc", None, 10) == b"abc"
+    with pytest.raises(PayloadTooLarge):
+        check_buffered_body(b"x" * 11, None, 10)
+    with pytest.raises(PayloadTooLarge):
+        check_buffered_body(b"abc", "11", 10)
+    with pytest.raises(IncompleteBody):
+        check_buffered_body(b"abc", "5", 10)
+    with pytest.raises(InvalidContentLength):
+        check_buffered_body(b"abc", "-1", 10)

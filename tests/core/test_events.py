@@ -6,7 +6,6 @@ import asyncio
 import logging
 import subprocess
 import sys
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -60,17 +59,7 @@ class Exploding(BaseObserver):
         raise RuntimeError("observer bug")
 
 
-@pytest.fixture(autouse=True)
-def no_observers() -> Iterator[None]:
-    """Each test starts and ends with an empty registry, whatever it added."""
-    before = observers()
-    for observer in before:
-        remove_observer(observer)
-    yield
-    for observer in observers():
-        remove_observer(observer)
-    for observer in before:
-        add_observer(observer)
+pytestmark = pytest.mark.usefixtures("no_observers")
 
 
 def _guard(tmp_path: Path, queue: SQLiteQueue | None = None) -> Guard:

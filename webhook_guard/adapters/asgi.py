@@ -40,9 +40,14 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from typing import Any
 
-from webhook_guard.core.body import ClientDisconnected, parse_content_length, read_asgi_body
+from webhook_guard.core.body import (
+    ClientDisconnected,
+    parse_content_length,
+    read_asgi_body,
+    require_post,
+)
 from webhook_guard.core.guard import Guard, Outcome
-from webhook_guard.exceptions import ConfigurationError, MethodNotAllowed, Rejected
+from webhook_guard.exceptions import ConfigurationError, Rejected
 
 __all__ = ["WebhookGuardMiddleware"]
 
@@ -173,8 +178,7 @@ def _routes(guard: Guard | None, path: str, routes: Mapping[str, Guard] | None) 
 
 async def _read_body(method: str, headers: HeaderList, receive: Receive, cap: int) -> bytes:
     """The raw body, or a ``Rejected``: refused by method or declared length before any read."""
-    if method.upper() != "POST":
-        raise MethodNotAllowed(f"{method} is not POST")
+    require_post(method)
     chunked = any(k == "transfer-encoding" and "chunked" in v.lower() for k, v in headers)
     length = next((v for k, v in headers if k == "content-length"), None)
     declared = None if chunked else parse_content_length(length, cap)

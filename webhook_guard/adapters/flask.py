@@ -34,7 +34,7 @@ except ImportError as error:  # pragma: no cover - exercised only without the ex
         "webhook_guard.adapters.flask needs Flask: pip install 'webhook-guard[flask]'"
     ) from error
 
-from webhook_guard.core.body import read_wsgi_body
+from webhook_guard.core.body import check_buffered_body, read_wsgi_body
 from webhook_guard.core.config import GuardConfig
 from webhook_guard.core.guard import Guard, Handler, Outcome
 from webhook_guard.exceptions import Rejected
@@ -94,7 +94,7 @@ def _raw_body(request: flask.Request, cap: int) -> bytes:
     cached = getattr(request, "_cached_data", None)
     if isinstance(cached, bytes) and not request.headers.get("Transfer-Encoding"):
         # A before_request hook already read the (length-framed) body: Flask holds the bytes.
-        return cached
+        return check_buffered_body(cached, request.headers.get("Content-Length"), cap)
     return read_wsgi_body(request.environ, cap)
 
 

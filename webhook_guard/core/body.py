@@ -14,6 +14,7 @@ from webhook_guard.exceptions import (
     IncompleteBody,
     InvalidContentLength,
     LengthRequired,
+    MethodNotAllowed,
     PayloadTooLarge,
 )
 
@@ -33,6 +34,23 @@ def parse_content_length(value: str | None, cap: int) -> int | None:
     if len(value) > 18 or int(value) > cap:
         raise PayloadTooLarge(f"Content-Length {value[:20]} is over the {cap}-byte cap")
     return int(value)
+
+
+def require_post(method: str) -> None:
+    """A webhook path takes POST only; adapters call this before reading any body."""
+    if method.upper() != "POST":
+        raise MethodNotAllowed(f"{method} is not POST")
+
+
+def check_buffered_body(body: bytes, content_length: str | None, cap: int) -> bytes:
+    """A body the framework had already read in full (Django under ASGI, a hook that read it
+    first): refused over the cap or short of its declared length, like one we read ourselves."""
+    declared = parse_content_length(content_length, cap)
+    if len(body) > cap:
+        raise PayloadTooLarge(f"body of {len(body)} bytes is over the {cap}-byte cap")
+    if declared is not None and len(body) != declared:
+        raise IncompleteBody(f"received {len(body)} bytes where Content-Length said {declared}")
+    return body
 
 
 def read_wsgi_body(environ: MutableMapping[str, Any], cap: int) -> bytes:

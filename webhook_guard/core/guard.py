@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from webhook_guard.core import events, outcome
+from webhook_guard.core.body import require_post
 from webhook_guard.core.config import GuardConfig, WorkerMode
 from webhook_guard.core.delivery import Delivery, new_delivery_id
 from webhook_guard.core.headers import Headers, HeadersLike
@@ -24,7 +25,6 @@ from webhook_guard.core.queue import Enqueued, Queue, Rejection
 from webhook_guard.core.retry import RetryPolicy
 from webhook_guard.core.schemes import HmacScheme, Verified, get_scheme
 from webhook_guard.exceptions import (
-    MethodNotAllowed,
     MissingSecret,
     PayloadTooLarge,
     QueueUnavailable,
@@ -257,8 +257,7 @@ class Guard:
 
     def admit(self, method: str, headers: HeadersLike, body: bytes) -> Delivery:
         """Check method, size, signature; return the Delivery to enqueue or raise ``Rejected``."""
-        if method.upper() != "POST":
-            raise MethodNotAllowed(f"{method} is not POST")
+        require_post(method)
         if len(body) > self.max_body_bytes:
             raise PayloadTooLarge(
                 f"body of {len(body)} bytes is over the {self.max_body_bytes}-byte cap"

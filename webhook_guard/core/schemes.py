@@ -406,6 +406,7 @@ class StandardWebhooksScheme(HmacScheme):
             raise MalformedSignature("webhook-signature holds no 'v1,<base64>' entry")
         return _Signed(signatures, self._header_timestamp(headers), msg_id)
 
+
 class StripeScheme(HmacScheme):
     """Stripe: ``Stripe-Signature: t=<ts>,v1=<hex>[,v1=<hex>...]`` over ``ts.body``.
 

@@ -21,9 +21,14 @@ from django.core.exceptions import ImproperlyConfigured, RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, RawPostDataException
 
 from webhook_guard.adapters.django.conf import conf
-from webhook_guard.core.body import parse_content_length, read_wsgi_body
+from webhook_guard.core.body import (
+    check_buffered_body,
+    parse_content_length,
+    read_wsgi_body,
+    require_post,
+)
 from webhook_guard.core.guard import Guard, Outcome
-from webhook_guard.exceptions import IncompleteBody, MethodNotAllowed, PayloadTooLarge, Rejected
+from webhook_guard.exceptions import PayloadTooLarge, Rejected
 
 __all__ = ["WebhookGuardMiddleware", "read_body", "render"]
 
@@ -83,26 +88,22 @@ class WebhookGuardMiddleware:
 
 def read_body(request: HttpRequest, guard: Guard) -> bytes:
     """The raw body of a webhook request, at most ``guard.max_body_bytes``, or a ``Rejected``."""
-    if request.method != "POST":
-        raise MethodNotAllowed(f"{request.method} is not POST")
+    require_post(request.method or "")
     cap, meta = guard.max_body_bytes, request.META
     chunked = "chunked" in meta.get("HTTP_TRANSFER_ENCODING", "").lower()
     # WSGIRequest frames its stream by CONTENT_LENGTH (0 when chunked), so wsgi.input is intact
     # unless something read the body already; then Django's copy is the one to use.
     if "wsgi.input" in meta and (chunked or not getattr(request, "_read_started", False)):
         return read_wsgi_body(meta, cap)
-    declared = parse_content_length(meta.get("CONTENT_LENGTH"), cap)
+    # Refuse a declared length over the cap before Django's copy is touched.
+    parse_content_length(meta.get("CONTENT_LENGTH"), cap)
     try:
         body = request.body
     except RequestDataTooBig as error:
         raise PayloadTooLarge("body is over Django's DATA_UPLOAD_MAX_MEMORY_SIZE") from error
     except RawPostDataException as error:
         raise ImproperlyConfigured(ORDER_HINT) from error
-    if len(body) > cap:
-        raise PayloadTooLarge(f"body of {len(body)} bytes is over the {cap}-byte cap")
-    if declared is not None and len(body) != declared:
-        raise IncompleteBody(f"received {len(body)} bytes where Content-Length said {declared}")
-    return body
+    return check_buffered_body(body, meta.get("CONTENT_LENGTH"), cap)
 
 
 def render(outcome: Outcome, request: HttpRequest) -> HttpResponse:
