@@ -30,8 +30,8 @@ except ImportError as error:  # pragma: no cover - exercised only without the ex
     ) from error
 
 from webhook_guard.core.events import AttemptStatus, add_observer
+from webhook_guard.core.records import STATUSES
 from webhook_guard.exceptions import ConfigurationError
-from webhook_guard.queues.sqlite import STATUSES
 
 __all__ = ["ACK_BUCKETS", "PrometheusObserver", "QueueDepthCollector", "install"]
 
@@ -110,7 +110,7 @@ class PrometheusObserver:
         ``webhook_guard_requests_received_total{endpoint}``,
         ``webhook_guard_requests_rejected_total{endpoint,reason}``,
         ``webhook_guard_deliveries_accepted_total{endpoint,duplicate}``,
-        ``webhook_guard_attempts_total{endpoint,status}`` (processed, retrying, dead),
+        ``webhook_guard_attempts_total{endpoint,status}`` (processed, ignored, retrying, dead),
         ``webhook_guard_queue_unavailable_total{endpoint}``,
         ``webhook_guard_ack_seconds{endpoint}`` (histogram) and, once ``track_queue`` is called,
         ``webhook_guard_queue_depth{queue,status}``.
@@ -148,7 +148,7 @@ class PrometheusObserver:
         )
         self.attempts = Counter(
             "attempts",
-            "Handler attempts, by how they ended: processed, retrying or dead.",
+            "Handler attempts, by how they ended: processed, ignored, retrying or dead.",
             ["endpoint", "status"],
             namespace=namespace,
             registry=self.registry,

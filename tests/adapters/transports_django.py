@@ -64,18 +64,31 @@ def use_guard(guard: Guard, path: str = PATH) -> None:
     ENDPOINTS[path] = guard
 
 
+class _OwnGuard(Transport):
+    """Puts its Guard under the path before each request, so that several Django transports
+    (the differential fuzz builds one per handler) each answer with their own Guard."""
+
+    def __init__(self, guard: Guard, inner: Transport) -> None:
+        self.guard, self.inner = guard, inner
+
+    def request(self, *args: Any, **kwargs: Any) -> Any:
+        if ENDPOINTS.get(PATH) is not self.guard:
+            use_guard(self.guard)
+        return self.inner.request(*args, **kwargs)
+
+
 def django_wsgi(guard: Guard) -> Transport:
     use_guard(guard)
     from django.core.handlers.wsgi import WSGIHandler
 
-    return WSGITransport(WSGIHandler())
+    return _OwnGuard(guard, WSGITransport(WSGIHandler()))
 
 
 def django_asgi(guard: Guard) -> Transport:
     use_guard(guard)
     from django.core.handlers.asgi import ASGIHandler
 
-    return ASGITransport(ASGIHandler())
+    return _OwnGuard(guard, ASGITransport(ASGIHandler()))
 
 
 TRANSPORTS = {"django-wsgi": django_wsgi, "django-asgi": django_asgi}

@@ -112,3 +112,44 @@ def test_method_and_cap_are_checked_before_the_signature(tmp_path: Path) -> None
     guard = Guard(SECRET, queue=str(tmp_path / "q.db"), worker="external", max_body_bytes=10)
     assert guard.receive("GET", "/webhook", {}, b"").status == 405
     assert guard.receive("post", "/webhook", {}, b"x" * 11).status == 413
+
+
+def test_config_and_keyword_settings_together_are_refused(tmp_path: Path) -> None:
+    """One way to build a Guard: config= with a secret or endpoint beside it is an error,
+    never a silent choice of one over the other."""
+    from webhook_guard.core.config import GuardConfig
+
+    config = GuardConfig(secrets=(SECRET,), queue=str(tmp_path / "q.db"), endpoint="cfg")
+    with pytest.raises(ConfigurationError, match="not both.*endpoint, secret"):
+        Guard("other", endpoint="x", config=config)
+    with pytest.raises(ConfigurationError, match="queue URL goes in config.queue"):
+        Guard(config=config, queue=str(tmp_path / "other.db"))
+
+
+def test_a_scheme_object_and_a_different_tolerance_are_refused(tmp_path: Path) -> None:
+    """Guard(scheme=github(), tolerance_seconds=10) would verify with 300 s: refused instead."""
+    from webhook_guard.core.schemes import github
+
+    with pytest.raises(ConfigurationError, match="conflicts with the scheme object"):
+        Guard(SECRET, scheme=github(), tolerance_seconds=10, queue=str(tmp_path / "q.db"))
+    guard = Guard(
+        SECRET, scheme=github(tolerance=10), tolerance_seconds=10, queue=str(tmp_path / "q.db")
+    )
+    assert guard.scheme.tolerance == 10
+
+
+def test_the_environment_fills_what_the_code_does_not_say(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """WEBHOOK_GUARD_WORKER=external applies to a Guard built the README's way; an explicit
+    argument still wins over the environment."""
+    monkeypatch.setenv("WEBHOOK_GUARD_WORKER", "external")
+    monkeypatch.setenv("WEBHOOK_GUARD_MAX_BODY_BYTES", "2048")
+    monkeypatch.setenv("WEBHOOK_GUARD_DB", str(tmp_path / "env.db"))
+    guard = Guard(SECRET, endpoint="from-env")
+    assert guard.config.worker == "external" and guard.max_body_bytes == 2048
+    assert guard.queue.path == str(tmp_path / "env.db")  # type: ignore[attr-defined]
+    explicit = Guard(SECRET, endpoint="explicit", worker="embedded", max_body_bytes=10)
+    assert explicit.config.worker == "embedded" and explicit.max_body_bytes == 10
+    monkeypatch.setenv("WEBHOOK_SECRET", "from-the-environment")
+    assert Guard(endpoint="env-secret").config.secrets == ("from-the-environment",)

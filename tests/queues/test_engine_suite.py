@@ -39,6 +39,7 @@ from tests.queues.engines import (
     timed,
 )
 from tests.servers import free_port
+from webhook_guard.core import registry
 from webhook_guard.core.delivery import Delivery
 from webhook_guard.exceptions import Retry
 from webhook_guard.history import history_rows
@@ -197,7 +198,7 @@ def test_a_worker_without_the_guard_keeps_the_delivery(
     monkeypatch.delenv("WEBHOOK_GUARD_APP", raising=False)
     handler = Handler()
     guard = engine.guard(handler)
-    monkeypatch.delitem(broker_module._GUARDS, guard.endpoint)  # a worker without the app
+    guard.close()  # a worker without the app: no Guard serves the endpoint
     misses: list[str] = []
     guard_for = broker_module.guard_for
 
@@ -214,7 +215,7 @@ def test_a_worker_without_the_guard_keeps_the_delivery(
         worker.until(lambda: len(misses) >= 3)  # sent again, twice
         assert handler.calls == [] and store_of(guard).get(delivery_id).status == "queued"
         engine.check_broker_holds(guard.queue, delivery_id)
-        guard.queue.bind(guard)  # type: ignore[attr-defined]
+        registry.attach(guard)
         worker.until(status_is(guard, delivery_id, "processed"))
     assert misses and all("no Guard for endpoint" in m for m in misses)
     assert all("no Guard for endpoint" in m for m in messages)

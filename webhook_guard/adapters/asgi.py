@@ -40,14 +40,10 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from typing import Any
 
-from webhook_guard.core.body import (
-    ClientDisconnected,
-    parse_content_length,
-    read_asgi_body,
-    require_post,
-)
+from webhook_guard.core.body import parse_content_length, read_asgi_body
 from webhook_guard.core.guard import Guard, Outcome
-from webhook_guard.exceptions import ConfigurationError, Rejected
+from webhook_guard.core.request import answer_async
+from webhook_guard.exceptions import ConfigurationError
 
 __all__ = ["WebhookGuardMiddleware"]
 
@@ -98,22 +94,14 @@ class WebhookGuardMiddleware:
         guard = self.routes.get(_route_path(scope)) if scope["type"] == "http" else None
         if guard is None:
             return await self.app(scope, receive, send)
-        method, path = scope["method"], scope["path"]
-        client = scope.get("client")
-        remote_addr = client[0] if client else None
-        headers = [(k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in scope["headers"]]
-        try:
-            body = await _read_body(method, headers, receive, guard.max_body_bytes)
-        except ClientDisconnected:
+        request = _ASGIRequest(scope, receive)
+        outcome = await answer_async(guard, request)
+        if outcome is None:
             return  # nobody is left to answer, and nothing was stored
-        except Rejected as error:
-            rejected = await guard.areject(error, method, path, remote_addr=remote_addr)
-            return await _render(send, rejected)
-        outcome = await guard.areceive(method, path, headers, body, remote_addr=remote_addr)
         if not self.pass_through or outcome.status != 200:
             return await _render(send, outcome)
         scope = dict(scope, **{SCOPE_KEY: json.loads(outcome.body)})
-        await self.app(scope, _replay(body, receive), send)
+        await self.app(scope, _replay(request.body, receive), send)
 
     async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
         app_spoke = False
@@ -176,13 +164,36 @@ def _routes(guard: Guard | None, path: str, routes: Mapping[str, Guard] | None) 
     return dict(routes)
 
 
-async def _read_body(method: str, headers: HeaderList, receive: Receive, cap: int) -> bytes:
-    """The raw body, or a ``Rejected``: refused by method or declared length before any read."""
-    require_post(method)
-    chunked = any(k == "transfer-encoding" and "chunked" in v.lower() for k, v in headers)
-    length = next((v for k, v in headers if k == "content-length"), None)
-    declared = None if chunked else parse_content_length(length, cap)
-    return await read_asgi_body(receive, declared, cap)
+class _ASGIRequest:
+    """The core's accessors (``core.request.AsyncWebRequest``) over an ASGI http scope."""
+
+    def __init__(self, scope: Scope, receive: Receive) -> None:
+        self._receive = receive
+        self.method: str = scope["method"]
+        self.path: str = scope["path"]
+        client = scope.get("client")
+        self.remote_addr: str | None = client[0] if client else None
+        self.headers: HeaderList = _folded(scope["headers"])
+        self.body = b""  # what read_body read, for pass_through
+
+    async def read_body(self, cap: int) -> bytes:
+        """Refused by declared length before any read; chunked bodies counted as they come."""
+        headers = self.headers
+        chunked = any(k == "transfer-encoding" and "chunked" in v.lower() for k, v in headers)
+        length = next((v for k, v in headers if k == "content-length"), None)
+        declared = None if chunked else parse_content_length(length, cap)
+        self.body = await read_asgi_body(self._receive, declared, cap)
+        return self.body
+
+
+def _folded(raw: list[tuple[bytes, bytes]]) -> HeaderList:
+    """The headers as WSGI servers (and Django under ASGI) present them: a repeated header is
+    one comma-joined value, so every adapter verifies the same request the same way."""
+    folded: dict[str, str] = {}
+    for name, value in raw:
+        key, text = name.decode("latin-1").lower(), value.decode("latin-1")
+        folded[key] = f"{folded[key]},{text}" if key in folded else text
+    return list(folded.items())
 
 
 def _route_path(scope: Scope) -> str:

@@ -34,10 +34,12 @@ except ImportError as error:  # pragma: no cover - exercised only without the ex
         "webhook_guard.adapters.flask needs Flask: pip install 'webhook-guard[flask]'"
     ) from error
 
+from webhook_guard.core import outcome as outcomes
 from webhook_guard.core.body import check_buffered_body, read_wsgi_body
 from webhook_guard.core.config import GuardConfig
 from webhook_guard.core.guard import Guard, Handler, Outcome
-from webhook_guard.exceptions import Rejected
+from webhook_guard.core.request import answer
+from webhook_guard.exceptions import IncompleteBody
 
 if TYPE_CHECKING:
     from flask.typing import ResponseReturnValue
@@ -46,8 +48,9 @@ __all__ = ["WebhookGuard", "webhook"]
 
 CONFIG_PREFIX = "WEBHOOK_GUARD_"
 DEFAULT_PATH = "/webhook"
-# Every method reaches the view, so that a wrong one gets our JSON 405, not Flask's HTML one.
-_ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
+# Every method reaches the view, so that a wrong one gets our JSON 405, not Flask's HTML one
+# (OPTIONS too: Flask's automatic OPTIONS answer is turned off for the view).
+_ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE"]
 
 
 def webhook(
@@ -70,32 +73,33 @@ def make_view(guard: Guard) -> Callable[..., ResponseReturnValue]:
         atexit.register(guard.stop_worker)
 
     def view(**_: Any) -> ResponseReturnValue:
-        request = flask.request
-        try:
-            body = _raw_body(request, guard.max_body_bytes)
-        except Rejected as error:
-            return render(
-                guard.reject(error, request.method, request.path, remote_addr=request.remote_addr)
-            )
-        outcome = guard.receive(
-            request.method,
-            request.path,
-            request.headers.items(),
-            body,
-            remote_addr=request.remote_addr,
-        )
+        outcome = answer(guard, _FlaskRequest(flask.request))
+        if outcome is None:  # the client hung up mid-body: nobody reads this answer
+            return render(outcomes.rejected(IncompleteBody("client disconnected")))
         return render(outcome)
 
     view.methods = _ALL_METHODS  # type: ignore[attr-defined]
+    view.provide_automatic_options = False  # type: ignore[attr-defined]
     return view
 
 
-def _raw_body(request: flask.Request, cap: int) -> bytes:
-    cached = getattr(request, "_cached_data", None)
-    if isinstance(cached, bytes) and not request.headers.get("Transfer-Encoding"):
-        # A before_request hook already read the (length-framed) body: Flask holds the bytes.
-        return check_buffered_body(cached, request.headers.get("Content-Length"), cap)
-    return read_wsgi_body(request.environ, cap)
+class _FlaskRequest:
+    """The core's accessors (``core.request.WebRequest``) over a Flask request."""
+
+    def __init__(self, request: flask.Request) -> None:
+        self._request = request
+        self.method = request.method
+        self.path = request.path
+        self.remote_addr = request.remote_addr
+        self.headers = list(request.headers.items())
+
+    def read_body(self, cap: int) -> bytes:
+        request = self._request
+        cached = getattr(request, "_cached_data", None)
+        if isinstance(cached, bytes) and not request.headers.get("Transfer-Encoding"):
+            # A before_request hook already read the (length-framed) body: Flask holds the bytes.
+            return check_buffered_body(cached, request.headers.get("Content-Length"), cap)
+        return read_wsgi_body(request.environ, cap)
 
 
 def render(outcome: Outcome) -> flask.Response:

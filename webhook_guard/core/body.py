@@ -72,11 +72,24 @@ def read_wsgi_body(environ: MutableMapping[str, Any], cap: int) -> bytes:
     return _read_until_end(stream, cap)
 
 
+def _read(stream: BinaryIO, size: int) -> bytes:
+    """One read from a WSGI stream; a connection lost under it (gunicorn raises an IOError
+    subclass, Werkzeug its own ClientDisconnected) means the client went away."""
+    try:
+        return stream.read(size)
+    except OSError as error:
+        raise ClientDisconnected(str(error)) from error
+    except Exception as error:
+        if type(error).__name__ == "ClientDisconnected":  # werkzeug.exceptions, not imported here
+            raise ClientDisconnected(str(error)) from error
+        raise
+
+
 def _read_exact(stream: BinaryIO, size: int) -> bytes:
     parts: list[bytes] = []
     remaining = size
     while remaining > 0:
-        chunk = stream.read(min(remaining, _READ_SIZE))
+        chunk = _read(stream, min(remaining, _READ_SIZE))
         if not chunk:
             break
         parts.append(chunk)
@@ -87,7 +100,7 @@ def _read_exact(stream: BinaryIO, size: int) -> bytes:
 def _read_until_end(stream: BinaryIO, cap: int) -> bytes:
     buffer = bytearray()
     while True:
-        chunk = stream.read(min(_READ_SIZE, cap + 1 - len(buffer)))
+        chunk = _read(stream, min(_READ_SIZE, cap + 1 - len(buffer)))
         if not chunk:
             return bytes(buffer)
         buffer += chunk
@@ -96,7 +109,7 @@ def _read_until_end(stream: BinaryIO, cap: int) -> bytes:
 
 
 class ClientDisconnected(Exception):
-    """The ASGI client went away before its body was complete: there is nobody to answer."""
+    """The client went away before its body was complete: there is nobody to answer."""
 
 
 async def read_asgi_body(receive: ASGIReceive, declared: int | None, cap: int) -> bytes:

@@ -14,6 +14,19 @@ DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 DEFAULT_DB_PATH = "webhook_guard.db"
 WorkerMode = Literal["embedded", "external"]
 
+# The environment every Guard reads for a setting its code or framework settings do not give:
+# variable -> (GuardConfig field, kind). ``WEBHOOK_SECRET`` applies to Guards built in code.
+ENVIRONMENT: dict[str, tuple[str, type]] = {
+    "WEBHOOK_SECRET": ("secrets", str),
+    "WEBHOOK_SCHEME": ("scheme", str),
+    "WEBHOOK_GUARD_DB": ("queue", str),
+    "WEBHOOK_GUARD_QUEUE": ("queue", str),  # wins over WEBHOOK_GUARD_DB
+    "WEBHOOK_GUARD_WORKER": ("worker", str),
+    "WEBHOOK_GUARD_MAX_BODY_BYTES": ("max_body_bytes", int),
+    "WEBHOOK_GUARD_TOLERANCE": ("tolerance_seconds", float),
+    "WEBHOOK_GUARD_LEASE_SECONDS": ("lease_seconds", float),
+}
+
 
 @dataclass(frozen=True)
 class GuardConfig:
@@ -56,7 +69,8 @@ class GuardConfig:
 
         Keys, after ``prefix``: ``SECRET`` (one, or several comma-separated), ``SECRETS`` (a
         list), ``SCHEME``, ``QUEUE``, ``DB``, ``ENDPOINT``, ``MAX_BODY_BYTES``, ``TOLERANCE``,
-        ``WORKER``, ``INSECURE_DEV_MODE``.
+        ``WORKER``, ``LEASE_SECONDS``, ``INSECURE_DEV_MODE``. A key the mapping lacks falls back
+        to the environment (``ENVIRONMENT``), except the secret.
         """
 
         def get(name: str) -> Any:
@@ -64,7 +78,9 @@ class GuardConfig:
             # An empty string (an unset environment variable) means "not given"; 0 does not.
             return None if value == "" else value
 
-        kwargs: dict[str, Any] = {"secrets": _secrets(get("SECRET"), get("SECRETS"))}
+        # What the mapping does not give, the environment may (``environment_settings``).
+        kwargs: dict[str, Any] = environment_settings(secrets=False)
+        kwargs["secrets"] = _secrets(get("SECRET"), get("SECRETS"))
         if get("SCHEME") is not None:
             kwargs["scheme"] = str(get("SCHEME"))
         if get("QUEUE") is not None or get("DB") is not None:
@@ -79,6 +95,10 @@ class GuardConfig:
             kwargs["tolerance_seconds"] = _number(prefix + "TOLERANCE", get("TOLERANCE"), float)
         if get("WORKER") is not None:
             kwargs["worker"] = str(get("WORKER"))
+        if get("LEASE_SECONDS") is not None:
+            kwargs["lease_seconds"] = _number(
+                prefix + "LEASE_SECONDS", get("LEASE_SECONDS"), float
+            )
         if get("INSECURE_DEV_MODE") is not None:
             kwargs["insecure_dev_mode"] = str(get("INSECURE_DEV_MODE")).lower() in (
                 "1",
@@ -89,20 +109,32 @@ class GuardConfig:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> GuardConfig:
-        """The sample apps' environment: ``WEBHOOK_SECRET``, ``WEBHOOK_SCHEME``,
-        ``WEBHOOK_GUARD_DB``, ``WEBHOOK_GUARD_QUEUE``, ``WEBHOOK_GUARD_WORKER``,
-        ``WEBHOOK_GUARD_MAX_BODY_BYTES``."""
-        env = os.environ if environ is None else environ
-        return cls.from_mapping(
-            {
-                "SECRET": env.get("WEBHOOK_SECRET"),
-                "SCHEME": env.get("WEBHOOK_SCHEME"),
-                "QUEUE": env.get("WEBHOOK_GUARD_QUEUE"),
-                "DB": env.get("WEBHOOK_GUARD_DB"),
-                "WORKER": env.get("WEBHOOK_GUARD_WORKER"),
-                "MAX_BODY_BYTES": env.get("WEBHOOK_GUARD_MAX_BODY_BYTES"),
-            }
-        )
+        """Every setting from the environment (``ENVIRONMENT`` lists the variables)."""
+        return cls(**environment_settings(environ))
+
+
+def environment_settings(
+    environ: Mapping[str, str] | None = None, *, secrets: bool = True
+) -> dict[str, Any]:
+    """GuardConfig fields set by the environment (unset and empty variables are left out).
+    ``secrets=False`` leaves ``WEBHOOK_SECRET`` out (framework settings name their own)."""
+    env = os.environ if environ is None else environ
+    found: dict[str, Any] = {}
+    for variable, (name, kind) in ENVIRONMENT.items():
+        value = env.get(variable)
+        if not value or (name == "secrets" and not secrets):
+            continue
+        if name == "queue" and "queue" in found and variable == "WEBHOOK_GUARD_DB":
+            continue
+        if name == "secrets":
+            found[name] = _secrets(value, None)
+        elif kind is str:
+            found[name] = value
+        else:
+            found[name] = _number(variable, value, kind)
+    if env.get("WEBHOOK_GUARD_QUEUE"):
+        found["queue"] = env["WEBHOOK_GUARD_QUEUE"]
+    return found
 
 
 def _secrets(one: Any, many: Any) -> tuple[str, ...]:

@@ -40,7 +40,7 @@ __all__ = [
 
 logger = logging.getLogger("webhook_guard.events")
 
-AttemptStatus = Literal["processed", "retrying", "dead"]
+AttemptStatus = Literal["processed", "ignored", "retrying", "dead"]
 
 
 class Observer(Protocol):
@@ -57,7 +57,8 @@ class Observer(Protocol):
         ``seconds`` is the ack latency, from ``receive()`` entry to its ``Outcome``."""
 
     def attempt_finished(self, endpoint: str, status: AttemptStatus) -> None:
-        """A handler attempt ended: ``processed``, ``retrying`` (will run again) or ``dead``."""
+        """A handler attempt ended: ``processed``, ``ignored`` (no handler matched),
+        ``retrying`` (will run again) or ``dead``."""
 
     def queue_unavailable(self, endpoint: str) -> None:
         """The queue could not durably take a verified delivery: the sender got 503."""

@@ -8,23 +8,28 @@ later, in the worker, never inside the request.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fnmatch
 import hashlib
 import inspect
 import logging
 import time
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from typing import Any, TypeVar
 
-from webhook_guard.core import events, outcome
+from webhook_guard.core import events, outcome, registry
 from webhook_guard.core.body import require_post
-from webhook_guard.core.config import GuardConfig, WorkerMode
+from webhook_guard.core.config import GuardConfig, WorkerMode, environment_settings
+from webhook_guard.core.consumer import embedded_consumer, is_consumable
 from webhook_guard.core.delivery import Delivery, new_delivery_id
 from webhook_guard.core.headers import Headers, HeadersLike
-from webhook_guard.core.queue import Enqueued, Queue, Rejection
+from webhook_guard.core.queue import ConsumableQueue, Enqueued, Queue, Rejection
 from webhook_guard.core.retry import RetryPolicy
 from webhook_guard.core.schemes import HmacScheme, Verified, get_scheme
+from webhook_guard.core.wiring import open_queue
 from webhook_guard.exceptions import (
+    ConfigurationError,
     MissingSecret,
     PayloadTooLarge,
     QueueUnavailable,
@@ -36,64 +41,113 @@ logger = logging.getLogger("webhook_guard")
 Handler = Callable[[Delivery], Any]
 H = TypeVar("H", bound=Handler)
 Clock = Callable[[], float]
+HandlerContext = Callable[[], AbstractContextManager[Any]]
 CATCH_ALL = "*"
+
+
+class _Unset:
+    """A keyword argument the caller did not pass (so the environment, then the default,
+    decides)."""
+
+    def __repr__(self) -> str:
+        return "<unset>"
+
+
+UNSET: Any = _Unset()
 
 
 class Guard:
     """One webhook endpoint: who may send (scheme + secrets), where deliveries go, who handles them.
 
+    Build it one way: keyword settings, or ``config=`` (a ``GuardConfig``), not both. A setting
+    not passed comes from the environment (``WEBHOOK_SECRET``, ``WEBHOOK_SCHEME``,
+    ``WEBHOOK_GUARD_QUEUE`` / ``WEBHOOK_GUARD_DB``, ``WEBHOOK_GUARD_WORKER``,
+    ``WEBHOOK_GUARD_MAX_BODY_BYTES``, ``WEBHOOK_GUARD_TOLERANCE``,
+    ``WEBHOOK_GUARD_LEASE_SECONDS``), then from the default.
+
     Args:
         secret: the signing secret, or several (all valid at once while rotating).
         scheme: a preset name (``cloudaipilot``, ``github``, ``stripe``, ``standard``,
-            ``slack``, ``shopify``) or an ``HmacScheme``.
-        queue: a ``Queue`` object, a ``sqlite:///path`` URL or a path; default
-            ``WEBHOOK_GUARD_DB`` or ``./webhook_guard.db``.
-        endpoint: name that scopes dedupe keys and labels the history.
-        max_body_bytes: the cap; larger bodies get 413 and are not read past it.
-        tolerance_seconds: how far a signed timestamp may be from now, either way.
-        worker: ``"embedded"`` runs handlers in a thread of each web process, started on first
-            use; ``"external"`` leaves them to ``webhook-guard worker``.
-        retry: attempts and backoff for failing handlers.
-        lease_seconds: how long a worker's claim lasts without a heartbeat.
+            ``slack``, ``shopify``) or an ``HmacScheme`` (whose own tolerance then applies).
+        queue: a ``Queue`` object, a queue URL (``sqlite:////abs/path.db``, ``celery+redis://``,
+            ...) or a path; default ``WEBHOOK_GUARD_QUEUE``, ``WEBHOOK_GUARD_DB``, then
+            ``./webhook_guard.db``.
+        endpoint: the name that scopes dedupe keys, labels the history and routes deliveries
+            to this Guard's handlers; unique per store (default ``"default"``).
+        max_body_bytes: the cap; larger bodies get 413 and are not read past it (1 MiB).
+        tolerance_seconds: how far a signed timestamp may be from now, either way (300 s).
+        worker: ``"embedded"`` (default) runs handlers in one consumer thread per web process
+            and store, started when the process starts serving; ``"external"`` leaves them to
+            ``webhook-guard worker``.
+        retry: attempts and backoff for failing handlers (``RetryPolicy()``).
+        lease_seconds: how long a worker's claim lasts without a heartbeat (60 s).
         clock: returns Unix seconds; inject one in tests.
         insecure_dev_mode: accept unsigned requests. Refused unless set, and logged loudly.
+        config: every plain setting at once, instead of the keyword settings above.
+
+    Raises:
+        ConfigurationError: conflicting arguments, an invalid setting, or another Guard with the
+            same endpoint on the same store.
+        MissingSecret: no secret and no ``insecure_dev_mode``.
     """
 
     def __init__(
         self,
         secret: str | Sequence[str] | None = None,
         *,
-        scheme: str | HmacScheme = "cloudaipilot",
+        scheme: str | HmacScheme = UNSET,
         queue: Queue | str | None = None,
-        endpoint: str = "default",
+        endpoint: str = UNSET,
         max_body_bytes: int | None = None,
         tolerance_seconds: float | None = None,
-        worker: WorkerMode = "embedded",
+        worker: WorkerMode = UNSET,
         retry: RetryPolicy | None = None,
-        lease_seconds: float = 60.0,
+        lease_seconds: float = UNSET,
         clock: Clock = time.time,
-        insecure_dev_mode: bool = False,
+        insecure_dev_mode: bool = UNSET,
         config: GuardConfig | None = None,
     ) -> None:
-        if config is None:
-            secrets = (secret,) if isinstance(secret, str) else tuple(secret or ())
-            config = GuardConfig(
-                secrets=secrets,
-                scheme=scheme if isinstance(scheme, str) else scheme.name,
-                queue=queue if isinstance(queue, str) else None,
-                endpoint=endpoint,
-                max_body_bytes=(
-                    GuardConfig.max_body_bytes if max_body_bytes is None else max_body_bytes
-                ),
-                tolerance_seconds=tolerance_seconds,
-                worker=worker,
-                retry=retry or RetryPolicy(),
-                lease_seconds=lease_seconds,
-                insecure_dev_mode=insecure_dev_mode,
+        given = {
+            name: value
+            for name, value in (
+                ("secret", secret),
+                ("scheme", scheme),
+                ("endpoint", endpoint),
+                ("max_body_bytes", max_body_bytes),
+                ("tolerance_seconds", tolerance_seconds),
+                ("worker", worker),
+                ("retry", retry),
+                ("lease_seconds", lease_seconds),
+                ("insecure_dev_mode", insecure_dev_mode),
             )
+            if value is not None and value is not UNSET
+        }
+        scheme_object = scheme if isinstance(scheme, HmacScheme) else None
+        if config is not None:
+            if given:
+                raise ConfigurationError(
+                    f"Guard: pass config= or keyword settings, not both (also got "
+                    f"{', '.join(sorted(given))}); put them in the GuardConfig"
+                )
+            if isinstance(queue, str):
+                raise ConfigurationError(
+                    "Guard: a queue URL goes in config.queue when config= is given"
+                )
+        else:
+            config = _config_from_arguments(given, queue, scheme_object)
         self.config = config
+        if (
+            scheme_object is not None
+            and config.tolerance_seconds is not None
+            and config.tolerance_seconds != scheme_object.tolerance
+        ):
+            raise ConfigurationError(
+                f"Guard: tolerance_seconds={config.tolerance_seconds:g} conflicts with the "
+                f"scheme object's tolerance ({scheme_object.tolerance:g} s); build the scheme "
+                f"with tolerance={config.tolerance_seconds:g} instead"
+            )
         self.scheme = get_scheme(
-            scheme if isinstance(scheme, HmacScheme) else config.scheme,
+            scheme_object if scheme_object is not None else config.scheme,
             tolerance=config.tolerance_seconds,
         )
         self._keys = tuple(self.scheme.key_for(s) for s in config.secrets)
@@ -109,14 +163,14 @@ class Guard:
                 config.endpoint,
             )
         self.queue: Queue = (
-            queue if queue is not None and not isinstance(queue, str) else _open_queue(config.queue)
+            queue if queue is not None and not isinstance(queue, str) else open_queue(config.queue)
         )
-        bind = getattr(self.queue, "bind", None)
-        if callable(bind):  # broker queues: lets the engine's worker find this Guard
-            bind(self)
         self.clock = clock
         self._handlers: list[tuple[str, Handler]] = []
-        self._runtime: Any = None  # the embedded worker, created on first use in this process
+        self._handler_contexts: list[HandlerContext] = []
+        # Raises if another Guard holds this endpoint on this store; broker workers find
+        # their Guard here by endpoint.
+        registry.attach(self)
 
     def __repr__(self) -> str:
         return f"<Guard endpoint={self.endpoint!r} scheme={self.scheme.name!r}>"
@@ -163,14 +217,26 @@ class Guard:
                 found.append(handler)
         return found
 
+    def add_handler_context(self, context: HandlerContext) -> None:
+        """Run every handler inside ``context()`` (a context manager factory): how adapters put
+        handlers inside their framework (a Flask app context, Django's connection handling)."""
+        if context not in self._handler_contexts:
+            self._handler_contexts.append(context)
+
     def dispatch(self, delivery: Delivery) -> int:
-        """Run every matching handler on ``delivery``; return how many ran. Exceptions propagate:
-        the worker turns them into a retry or a dead letter."""
+        """Run every matching handler on ``delivery`` inside the handler contexts; return how
+        many ran. ``async def`` handlers are awaited. Exceptions propagate: the worker turns
+        them into a retry or a dead letter."""
         handlers = self.handlers_for(delivery.event_type)
-        for handler in handlers:
-            result = handler(delivery)
-            if inspect.isawaitable(result):
-                asyncio.run(_await(result))
+        if not handlers:
+            return 0
+        with contextlib.ExitStack() as stack:
+            for context in self._handler_contexts:
+                stack.enter_context(context())
+            for handler in handlers:
+                result = handler(delivery)
+                if inspect.isawaitable(result):
+                    asyncio.run(_await(result))
         return len(handlers)
 
     # -- the request path --------------------------------------------------------------------
@@ -340,35 +406,68 @@ class Guard:
         return outcome.accepted(delivery_id)
 
     def _start_embedded_worker(self) -> None:
-        """Any request starts this process's worker (a pid check once it runs), so a backlog
-        left by a crashed process is picked up by the first request after a restart, whatever
-        it is. Only the embedded SQLite queue is consumed in-process; brokers have workers."""
-        if self.config.worker == "embedded" and hasattr(self.queue, "claim"):
-            _never_crash(self.ensure_worker)
+        """Any request starts this process's consumer (a pid and liveness check once it runs),
+        so a backlog left by a crashed process is picked up by the first request after a
+        restart, whatever it is."""
+        _never_crash(self.ensure_worker)
 
-    # -- the embedded worker -----------------------------------------------------------------
+    # -- the consumer ------------------------------------------------------------------------
+
+    @property
+    def consumes_embedded(self) -> bool:
+        """True when this process runs this Guard's handlers (embedded worker, own queue)."""
+        return self.config.worker == "embedded" and is_consumable(self.queue)
 
     def ensure_worker(self) -> None:
-        """Start this process's embedded worker if it is not running (safe after fork)."""
-        if self._runtime is None:
-            from webhook_guard.worker import EmbeddedRuntime
+        """Start this process's consumer of this Guard's store if it is not running (safe after
+        fork). One consumer serves every embedded Guard on the store; a no-op for ``external``
+        Guards and broker queues, whose deliveries other processes run."""
+        if self.consumes_embedded:
+            queue: ConsumableQueue = self.queue  # type: ignore[assignment]
+            embedded_consumer(queue).ensure_started(self.config.lease_seconds)
 
-            self._runtime = EmbeddedRuntime(self)
-        self._runtime.ensure_started()
+    @property
+    def worker_running(self) -> bool:
+        """True when this process's consumer of this Guard's store is running."""
+        if not is_consumable(self.queue):
+            return False
+        queue: ConsumableQueue = self.queue  # type: ignore[assignment]
+        return embedded_consumer(queue).running
 
     def stop_worker(self, timeout: float = 5.0) -> None:
-        if self._runtime is not None:
-            self._runtime.stop(timeout)
+        """Stop this process's consumer of this Guard's store after the delivery in hand (it
+        serves the store's other embedded Guards too)."""
+        if is_consumable(self.queue):
+            queue: ConsumableQueue = self.queue  # type: ignore[assignment]
+            embedded_consumer(queue).stop(timeout)
+
+    def close(self) -> None:
+        """Detach from the store: the endpoint name is free for another Guard."""
+        registry.detach(self)
+
+
+def _config_from_arguments(
+    given: dict[str, Any], queue: Queue | str | None, scheme_object: HmacScheme | None
+) -> GuardConfig:
+    """The GuardConfig of keyword settings: what was passed, else the environment, else the
+    default."""
+    settings: dict[str, Any] = environment_settings()
+    if "secret" in given:
+        secret = given.pop("secret")
+        settings["secrets"] = (secret,) if isinstance(secret, str) else tuple(secret)
+    if queue is not None:
+        settings["queue"] = queue if isinstance(queue, str) else None
+    if scheme_object is not None:
+        settings["scheme"] = scheme_object.name
+        given.pop("scheme", None)
+        if "tolerance_seconds" not in given:
+            settings.pop("tolerance_seconds", None)  # the scheme object's own tolerance rules
+    settings.update(given)
+    return GuardConfig(**settings)
 
 
 # Re-exported here so adapters need one import.
 Outcome = outcome.Outcome
-
-
-def _open_queue(url: str | None) -> Queue:
-    from webhook_guard.queues import open_queue
-
-    return open_queue(url)
 
 
 async def _await(awaitable: Any) -> Any:

@@ -7,12 +7,13 @@ result is — and what is logged — is decided here.
 from __future__ import annotations
 
 import logging
+import threading
 import traceback
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 from webhook_guard.core import events
 from webhook_guard.core.delivery import Delivery
+from webhook_guard.core.records import AttemptResult
 from webhook_guard.core.retry import decide
 
 if TYPE_CHECKING:
@@ -21,15 +22,12 @@ if TYPE_CHECKING:
 logger = logging.getLogger("webhook_guard.worker")
 
 
-@dataclass(frozen=True)
-class AttemptResult:
-    """How an attempt ended. ``delay`` is set for ``retrying``; ``error`` holds the reason (or,
-    for ``processed``, a note such as "no handler registered")."""
+__all__ = ["AttemptResult", "run_attempt"]
 
-    status: Literal["processed", "retrying", "dead"]
-    delay: float | None = None
-    error: str | None = None
-    traceback: str | None = None
+# (endpoint, event type) pairs already warned about as unhandled in this process: one warning
+# per event type, not one per delivery.
+_warned_unhandled: set[tuple[str, str | None]] = set()
+_warned_lock = threading.Lock()
 
 
 def run_attempt(guard: Guard, delivery: Delivery) -> AttemptResult:
@@ -49,7 +47,8 @@ def _attempt(guard: Guard, delivery: Delivery) -> AttemptResult:
         return AttemptResult("dead", error=reason)
     try:
         ran = guard.dispatch(delivery)
-    except Exception as error:
+    except BaseException as error:  # SystemExit or KeyboardInterrupt too: it ends the attempt,
+        # never the worker (signals reach the worker through its own handlers, not a handler's)
         decision = decide(error, delivery.attempt, policy)
         trace = traceback.format_exc()
         if decision.delay is None:
@@ -68,5 +67,22 @@ def _attempt(guard: Guard, delivery: Delivery) -> AttemptResult:
             decision.reason,
         )
         return AttemptResult("retrying", decision.delay, decision.reason, trace)
-    note = None if ran else f"no handler registered for event {delivery.event_type!r}"
-    return AttemptResult("processed", error=note)
+    if ran:
+        return AttemptResult("processed")
+    reason = f"no handler registered for event {delivery.event_type!r}"
+    _warn_unhandled_once(guard.endpoint, delivery.event_type)
+    return AttemptResult("ignored", error=reason)
+
+
+def _warn_unhandled_once(endpoint: str, event_type: str | None) -> None:
+    """A typo'd ``@guard.on("invoice.payd")`` must be visible, once per event type."""
+    with _warned_lock:
+        if (endpoint, event_type) in _warned_unhandled:
+            return
+        _warned_unhandled.add((endpoint, event_type))
+    logger.warning(
+        "endpoint %r: no handler matches event %r; its deliveries are marked 'ignored' "
+        "(webhook-guard history --status ignored; replay them once a handler exists)",
+        endpoint,
+        event_type,
+    )

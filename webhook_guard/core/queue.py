@@ -1,12 +1,25 @@
-"""The protocols every queue backend and history store implements."""
+"""The protocols every queue backend implements: the request side (``Queue``) and, for queues
+that this package consumes itself, the worker side (``ConsumableQueue``)."""
 
 from __future__ import annotations
 
 import enum
+import threading
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from webhook_guard.core.delivery import Delivery
+from webhook_guard.core.records import AttemptResult, Claimed
+
+__all__ = [
+    "ConsumableQueue",
+    "EnqueueResult",
+    "Enqueued",
+    "Queue",
+    "Rejection",
+    "store_key",
+]
 
 
 class Enqueued(enum.Enum):
@@ -52,3 +65,53 @@ class Queue(Protocol):
     async def arecord_rejection(self, rejection: Rejection) -> None: ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class ConsumableQueue(Queue, Protocol):
+    """A queue that ``webhook_guard``'s own worker consumes (the embedded SQLite queue).
+
+    Claims are filtered by endpoint: a worker never takes a delivery of an endpoint it does not
+    serve, so it stays queued for the process that does.
+    """
+
+    @property
+    def store_key(self) -> str:
+        """Names the store itself (e.g. the database file): queue objects with one key share a
+        consumer and an endpoint namespace in a process."""
+        ...
+
+    @property
+    def enqueued(self) -> threading.Event:
+        """Set when this process enqueued something: wakes its idle consumer at once."""
+        ...
+
+    def claim(
+        self, lease_seconds: float, endpoints: Collection[str] | None = None
+    ) -> Claimed | None:
+        """Lease the earliest due delivery of ``endpoints`` (None: any endpoint), or one whose
+        worker's lease expired."""
+        ...
+
+    def heartbeat(self, claimed: Claimed, lease_seconds: float) -> bool:
+        """Extend a claim's lease; False once another worker owns the delivery."""
+        ...
+
+    def finish(self, claimed: Claimed, result: AttemptResult) -> bool:
+        """Record how the attempt ended; False (and no write) for a worker that lost its lease."""
+        ...
+
+    def next_due_in(self, endpoints: Collection[str] | None = None) -> float | None:
+        """Seconds until a delivery of ``endpoints`` (None: any) is due (0: now), None if none
+        waits."""
+        ...
+
+    def housekeeping(self) -> None:
+        """Periodic maintenance (purge, checkpoint) that a consumer runs now and then."""
+        ...
+
+
+def store_key(queue: object) -> str:
+    """The store a queue object writes to: its ``store_key`` if it has one, else the object."""
+    key = getattr(queue, "store_key", None)
+    return key if isinstance(key, str) else f"object:{id(queue)}"

@@ -10,14 +10,11 @@ whatever the engine.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 from webhook_guard.core.delivery import Delivery
-from webhook_guard.core.processing import AttemptResult
 from webhook_guard.core.queue import EnqueueResult, Rejection
-
-if TYPE_CHECKING:
-    from webhook_guard.queues.sqlite import DeliveryRecord, RejectionRecord
+from webhook_guard.core.records import AttemptResult, DeliveryRecord, RejectionRecord
 
 
 @runtime_checkable

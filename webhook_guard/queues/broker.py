@@ -20,9 +20,11 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from webhook_guard.core import registry
 from webhook_guard.core.delivery import Delivery
-from webhook_guard.core.processing import AttemptResult, run_attempt
+from webhook_guard.core.processing import run_attempt
 from webhook_guard.core.queue import Enqueued, EnqueueResult, Rejection
+from webhook_guard.core.records import AttemptResult
 from webhook_guard.core.store import DeliveryStore
 from webhook_guard.exceptions import ConfigurationError, QueueUnavailable
 
@@ -31,10 +33,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("webhook_guard.queues")
 
-# The engine worker finds the Guard of an envelope's endpoint here. A Guard registers itself
-# when it is built on a broker queue; a worker process that has not imported the app imports
+# The engine worker finds the Guard of an envelope's endpoint in ``core.registry`` (a Guard
+# attaches itself when it is built); a worker process that has not imported the app imports
 # WEBHOOK_GUARD_APP ("module:attribute") first.
-_GUARDS: dict[str, Guard] = {}
 APP_ENV = "WEBHOOK_GUARD_APP"
 QUEUE_ENV = "WEBHOOK_GUARD_QUEUE"
 Q = TypeVar("Q", bound="BrokerQueue")
@@ -53,9 +54,11 @@ class BrokerQueue(ABC):
         """Hand ``envelope`` to the broker, to be processed ``delay`` seconds from now.
         Must give up quickly (bounded connect timeout) when the broker is down."""
 
-    def bind(self, guard: Guard) -> None:
-        """Called by the Guard built on this queue, so workers can find it by endpoint."""
-        _GUARDS[guard.endpoint] = guard
+    @property
+    def store_key(self) -> str:
+        """Every broker queue shares one endpoint namespace: engine workers find a delivery's
+        Guard by its endpoint alone."""
+        return registry.BROKERS
 
     def enqueue(self, delivery: Delivery) -> EnqueueResult:
         result = self.store.reserve(delivery, self.engine)
@@ -111,15 +114,16 @@ class BrokerQueue(ABC):
 
 def guard_for(endpoint: str) -> Guard:
     """The Guard that handles ``endpoint``'s deliveries in this worker process."""
-    if endpoint not in _GUARDS and os.environ.get(APP_ENV):
+    guard = registry.guard_for(registry.BROKERS, endpoint)
+    if guard is None and os.environ.get(APP_ENV):
         _import_app(os.environ[APP_ENV])
-    try:
-        return _GUARDS[endpoint]
-    except KeyError:
+        guard = registry.guard_for(registry.BROKERS, endpoint)
+    if guard is None:
         raise ConfigurationError(
             f"no Guard for endpoint {endpoint!r} in this worker: import your app first or set "
             f"{APP_ENV}=module:guard"
-        ) from None
+        )
+    return guard
 
 
 def worker_queue(kind: type[Q], from_url: Callable[[str], Q], what: str) -> Q:

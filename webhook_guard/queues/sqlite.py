@@ -23,25 +23,46 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any, Literal
 
 from webhook_guard.core.delivery import Delivery
-from webhook_guard.core.processing import AttemptResult
 from webhook_guard.core.queue import Enqueued, EnqueueResult, Rejection
+from webhook_guard.core.records import (  # re-exported: their home before they moved to the core
+    ATTEMPT_OUTCOMES,
+    DEFAULT_DEDUPE_SECONDS,
+    DEFAULT_MAX_REJECTIONS,
+    DEFAULT_RETENTION_SECONDS,
+    FAILED_STATUSES,
+    STATUSES,
+    AttemptRecord,
+    AttemptResult,
+    Claimed,
+    DeliveryRecord,
+    RejectionRecord,
+)
 from webhook_guard.exceptions import ConfigurationError, QueueUnavailable
 
+__all__ = [
+    "DEFAULT_DEDUPE_SECONDS",
+    "DEFAULT_MAX_REJECTIONS",
+    "DEFAULT_RETENTION_SECONDS",
+    "FAILED_STATUSES",
+    "STATUSES",
+    "AttemptRecord",
+    "Claimed",
+    "DeliveryRecord",
+    "Durability",
+    "RejectionRecord",
+    "SQLiteQueue",
+]
+
 Durability = Literal["power", "process"]
-DEFAULT_DEDUPE_SECONDS = 7 * 24 * 3600
-DEFAULT_RETENTION_SECONDS = 30 * 24 * 3600
-DEFAULT_MAX_REJECTIONS = 10_000
 # Below the sender's usual 10 s timeout, so a locked database answers 503 instead of timing out.
 BUSY_TIMEOUT_MS = 5000
 
-STATUSES = ("queued", "processing", "processed", "retrying", "dead")
-FAILED_STATUSES = ("retrying", "dead")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS deliveries (
@@ -64,8 +85,12 @@ CREATE TABLE IF NOT EXISTS deliveries (
     updated_at  REAL NOT NULL
 );
 DROP INDEX IF EXISTS deliveries_due;
-CREATE INDEX IF NOT EXISTS deliveries_ready ON deliveries(status, engine, run_at);
-CREATE INDEX IF NOT EXISTS deliveries_leased ON deliveries(status, engine, lease_until);
+DROP INDEX IF EXISTS deliveries_ready;
+DROP INDEX IF EXISTS deliveries_leased;
+CREATE INDEX IF NOT EXISTS deliveries_due_by_endpoint
+    ON deliveries(status, engine, endpoint, run_at);
+CREATE INDEX IF NOT EXISTS deliveries_lease_by_endpoint
+    ON deliveries(status, engine, endpoint, lease_until);
 CREATE INDEX IF NOT EXISTS deliveries_received ON deliveries(received_at);
 CREATE TABLE IF NOT EXISTS dedupe (
     endpoint    TEXT NOT NULL,
@@ -117,11 +142,21 @@ INSERT INTO rejections (received_at, endpoint, method, path, remote_addr, reason
                         body_size, body_sha256)
 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
 """
-# The earliest due delivery of this queue: the first queued, the first retrying and the first
-# expired lease, each one index seek (an OR across them would scan every waiting row). Rows
-# recorded for another engine (a broker carries them) are never claimed here.
-_EARLIEST = """
-SELECT id, due FROM (
+# The earliest due deliveries of this queue, per endpoint: the first queued, the first retrying
+# and the first expired lease, each one index seek (an OR across them, or an IN over endpoints,
+# would scan every waiting row). Rows recorded for another engine (a broker carries them) are
+# never claimed here.
+_DUE_OF_ENDPOINT = """
+    SELECT * FROM (SELECT id, run_at AS due FROM deliveries WHERE status = 'queued'
+                   AND engine = 'sqlite' AND endpoint = ? ORDER BY run_at LIMIT 1)
+    UNION ALL
+    SELECT * FROM (SELECT id, run_at AS due FROM deliveries WHERE status = 'retrying'
+                   AND engine = 'sqlite' AND endpoint = ? ORDER BY run_at LIMIT 1)
+    UNION ALL
+    SELECT * FROM (SELECT id, lease_until AS due FROM deliveries WHERE status = 'processing'
+                   AND engine = 'sqlite' AND endpoint = ? ORDER BY lease_until LIMIT 1)
+"""
+_DUE_OF_ANY = """
     SELECT * FROM (SELECT id, run_at AS due FROM deliveries
                     WHERE status = 'queued' AND engine = 'sqlite' ORDER BY run_at LIMIT 1)
     UNION ALL
@@ -130,75 +165,20 @@ SELECT id, due FROM (
     UNION ALL
     SELECT * FROM (SELECT id, lease_until AS due FROM deliveries
                     WHERE status = 'processing' AND engine = 'sqlite' ORDER BY lease_until LIMIT 1)
-) ORDER BY due LIMIT 1
 """
 
 
-@dataclass(frozen=True)
-class Claimed:
-    """A delivery leased to one worker; ``token`` fences every later write about it."""
-
-    delivery: Delivery
-    token: str
-
-
-@dataclass(frozen=True)
-class AttemptRecord:
-    attempt: int
-    started_at: float
-    finished_at: float | None
-    outcome: str | None
-    error: str | None
-    traceback: str | None
-
-
-@dataclass(frozen=True)
-class DeliveryRecord:
-    """One accepted delivery as the history shows it."""
-
-    id: str
-    endpoint: str
-    scheme: str
-    event_type: str | None
-    dedupe_key: str | None
-    received_at: float
-    status: str
-    attempts: int
-    run_at: float
-    last_error: str | None
-    updated_at: float
-    body_size: int
-    body_sha256: str
-    headers: tuple[tuple[str, str], ...] = ()
-    body: bytes = b""
-    attempt_log: tuple[AttemptRecord, ...] = field(default=())
-
-    def delivery(self) -> Delivery:
-        """The stored delivery as a handler gets it (attempt 1): what a replay publishes."""
-        return Delivery(
-            id=self.id,
-            endpoint=self.endpoint,
-            body=self.body,
-            headers=self.headers,
-            event_type=self.event_type,
-            dedupe_key=self.dedupe_key,
-            received_at=self.received_at,
-            scheme=self.scheme,
-        )
-
-
-@dataclass(frozen=True)
-class RejectionRecord:
-    id: int
-    received_at: float
-    endpoint: str
-    method: str
-    path: str
-    remote_addr: str | None
-    reason: str
-    hint: str
-    body_size: int
-    body_sha256: str | None
+def _earliest(endpoints: Collection[str] | None) -> tuple[str, list[str]]:
+    """The query (and its parameters) for the earliest due delivery of ``endpoints``."""
+    if endpoints is None:
+        return f"SELECT id, due FROM ({_DUE_OF_ANY}) ORDER BY due LIMIT 1", []
+    names = sorted(set(endpoints))
+    if not names:
+        return "SELECT NULL, NULL WHERE 0", []
+    union = " UNION ALL ".join([_DUE_OF_ENDPOINT] * len(names))
+    return f"SELECT id, due FROM ({union}) ORDER BY due LIMIT 1", [
+        name for name in names for _ in range(3)
+    ]
 
 
 class _Pending:
@@ -443,12 +423,22 @@ class SQLiteQueue:
 
     # -- the worker side: claim, heartbeat, ack, retry, dead ---------------------------------
 
-    def claim(self, lease_seconds: float) -> Claimed | None:
-        """Lease the next due delivery (or one whose worker's lease expired), or None."""
+    @property
+    def store_key(self) -> str:
+        """The database file: every queue object on it shares one consumer and one set of
+        endpoint names in a process."""
+        return "sqlite:" + os.path.realpath(self.path)
+
+    def claim(
+        self, lease_seconds: float, endpoints: Collection[str] | None = None
+    ) -> Claimed | None:
+        """Lease the next due delivery of ``endpoints`` (None: any endpoint), or one whose
+        worker's lease expired, or None."""
         now = time.time()
         token = uuid.uuid4().hex
+        query, params = _earliest(endpoints)
         with self._transaction() as conn:
-            row = conn.execute(_EARLIEST).fetchone()
+            row = conn.execute(query, params).fetchone()
             if row is None or row[1] > now:
                 return None
             delivery_id = row[0]
@@ -541,10 +531,24 @@ class SQLiteQueue:
                 )
         return changed == 1
 
-    def next_due_in(self) -> float | None:
-        """Seconds until the next delivery is due (0 if one is due now), None if none waits."""
-        row = self._connection().execute(_EARLIEST).fetchone()
-        if row is None:
+    def finish(self, claimed: Claimed, result: AttemptResult) -> bool:
+        """Record how an attempt ended; a no-op (False) for a worker that lost its lease."""
+        if result.status == "processed":
+            return self.ack(claimed)
+        if result.status == "retrying":
+            return self.retry_later(
+                claimed, result.delay or 0.0, result.error or "", result.traceback
+            )
+        if result.status == "ignored":
+            return self._finish(claimed, "ignored", "ignored", None, result.error, None)
+        return self.dead(claimed, result.error or "", result.traceback)
+
+    def next_due_in(self, endpoints: Collection[str] | None = None) -> float | None:
+        """Seconds until the next delivery of ``endpoints`` (None: any) is due (0 if one is due
+        now), None if none waits."""
+        query, params = _earliest(endpoints)
+        row = self._connection().execute(query, params).fetchone()
+        if row is None or row[0] is None:
             return None
         return max(0.0, float(row[1]) - time.time())
 
@@ -684,7 +688,7 @@ class SQLiteQueue:
 
     def attempt_finished(self, delivery_id: str, attempt: int, result: AttemptResult) -> None:
         now = time.time()
-        outcome = {"processed": "processed", "retrying": "failed", "dead": "dead"}[result.status]
+        outcome = ATTEMPT_OUTCOMES[result.status]
         with self._transaction() as conn:
             # Fenced by the attempt number: a later attempt that already started owns the status.
             conn.execute(
@@ -725,11 +729,13 @@ class SQLiteQueue:
         with self._transaction() as conn:
             conn.execute(
                 "DELETE FROM attempts WHERE delivery_id IN (SELECT id FROM deliveries"
-                " WHERE status = 'processed' AND updated_at < ?)",
+                " WHERE status IN ('processed', 'ignored') AND updated_at < ?)",
                 (cutoff,),
             )
             gone = conn.execute(
-                "DELETE FROM deliveries WHERE status = 'processed' AND updated_at < ?", (cutoff,)
+                "DELETE FROM deliveries WHERE status IN ('processed', 'ignored')"
+                " AND updated_at < ?",
+                (cutoff,),
             ).rowcount
             gone += conn.execute("DELETE FROM rejections WHERE received_at < ?", (cutoff,)).rowcount
             gone += conn.execute(
@@ -738,6 +744,11 @@ class SQLiteQueue:
             ).rowcount
             conn.execute("DELETE FROM dedupe WHERE expires_at < ?", (time.time(),))
         return gone
+
+    def housekeeping(self) -> None:
+        """What a consumer runs now and then: purge by the default retention, then checkpoint."""
+        self.purge()
+        self.checkpoint()
 
     def checkpoint(self) -> None:
         """Fold the WAL back into the database so it does not grow without bound."""

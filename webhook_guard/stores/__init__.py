@@ -1,43 +1,24 @@
 """Delivery stores for broker-backed queues: dedupe and history kept apart from the broker.
 
-``open_store(url)`` turns a queue URL's ``?store=`` option into a store: ``redis://host:6379/1``
-(``RedisStore``: one store for every machine), else the SQLite file at ``url``,
-``WEBHOOK_GUARD_DB`` or ``./webhook_guard.db`` (one host). ``engine_url`` splits an engine URL
-such as ``rq://host:6379/0?queue=hooks&store=redis://host:6379/1`` into its parts.
+``open_store(url)`` (from ``webhook_guard.core.wiring``) turns a queue URL's ``?store=`` option
+into a store: ``redis://host:6379/1`` (``RedisStore``: one store for every machine), else the
+SQLite file at ``url``, ``WEBHOOK_GUARD_DB`` or ``./webhook_guard.db`` (one host).
+``engine_url`` splits an engine URL such as
+``rq://host:6379/0?queue=hooks&store=redis://host:6379/1`` into its parts.
 
 This package imports no engine; ``webhook_guard.stores.redis`` imports redis-py when named.
 """
 
 from __future__ import annotations
 
-import importlib
-import os
 from dataclasses import dataclass
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from webhook_guard.core.config import DEFAULT_DB_PATH
-from webhook_guard.core.store import DeliveryStore
+from webhook_guard.core.wiring import REDIS_SCHEMES, open_store
 from webhook_guard.exceptions import ConfigurationError
 
 __all__ = ["EngineURL", "engine_url", "open_store"]
 
-REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
-
-
-def open_store(url: str | None = None) -> DeliveryStore:
-    """The store ``url`` names; nothing connects until first use."""
-    if url and url.startswith(REDIS_SCHEMES):
-        redis_store = importlib.import_module("webhook_guard.stores.redis")
-        store: DeliveryStore = redis_store.RedisStore.from_url(url)
-        return store
-    if url and "://" in url and not url.startswith("sqlite://"):
-        raise ConfigurationError(f"store={url!r}: use redis://host:6379/1 or a SQLite path")
-    from webhook_guard.queues import SQLiteQueue, open_queue
-
-    sqlite = open_queue(url or os.environ.get("WEBHOOK_GUARD_DB") or DEFAULT_DB_PATH)
-    if not isinstance(sqlite, SQLiteQueue):
-        raise ConfigurationError(f"store={url!r}: use redis://host:6379/1 or a SQLite path")
-    return sqlite
 
 
 @dataclass(frozen=True)

@@ -39,17 +39,18 @@ except ImportError as error:  # pragma: no cover - depends on the environment
     ) from error
 
 from webhook_guard.core.delivery import Delivery
-from webhook_guard.core.processing import AttemptResult
 from webhook_guard.core.queue import Enqueued, EnqueueResult, Rejection
-from webhook_guard.exceptions import ConfigurationError, QueueUnavailable
-from webhook_guard.queues.sqlite import (
+from webhook_guard.core.records import (
+    ATTEMPT_OUTCOMES,
     DEFAULT_DEDUPE_SECONDS,
     DEFAULT_MAX_REJECTIONS,
     DEFAULT_RETENTION_SECONDS,
     AttemptRecord,
+    AttemptResult,
     DeliveryRecord,
     RejectionRecord,
 )
+from webhook_guard.exceptions import ConfigurationError, QueueUnavailable
 
 __all__ = ["RedisStore", "from_url"]
 
@@ -264,7 +265,7 @@ class RedisStore:
 
     def attempt_finished(self, delivery_id: str, attempt: int, result: AttemptResult) -> None:
         now = time.time()
-        outcome = {"processed": "processed", "retrying": "failed", "dead": "dead"}[result.status]
+        outcome = ATTEMPT_OUTCOMES[result.status]
         error = None if result.status == "processed" else result.error
         fields: dict[str, Any] = {
             "status": result.status,

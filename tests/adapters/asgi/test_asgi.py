@@ -257,8 +257,7 @@ async def drive_lifespan(app: Any, during: Callable[[], None]) -> list[str]:
 
 
 def worker_alive(guard: Guard) -> bool:
-    runtime = guard._runtime
-    return runtime is not None and runtime._thread is not None and runtime._thread.is_alive()
+    return guard.worker_running
 
 
 def test_lifespan_starts_and_stops_the_embedded_worker_of_a_starlette_app(tmp_path: Path) -> None:

@@ -49,7 +49,7 @@ def test_contract_over_real_uvicorn(tmp_path: Path, app: str, workers: int) -> N
         index = transport.request("GET", "/", {}, b"")
         assert index.status == 200 and "sample" in index.json()["app"]
         responses = run_http_contract(transport)
-        cases = [c for c in cases_for("cloudaipilot") if not c.queue_down]
+        cases = [c for c in cases_for("cloudaipilot") if not c.queue_down and not c.length_lie]
         expected = {
             r.json()["id"]: hashlib.sha256(c.body).hexdigest()
             for c, r in zip(cases, responses, strict=True)

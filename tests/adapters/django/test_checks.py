@@ -18,7 +18,9 @@ from webhook_guard.queues.sqlite import SQLiteQueue
 
 GUARD_PATH = f"{__name__}:GUARD"
 NOT_A_GUARD_PATH = f"{__name__}:NOT_A_GUARD"
-GUARD = contract_guard("cloudaipilot", SQLiteQueue("/nonexistent-dir/q.db"))
+GUARD = contract_guard(
+    "cloudaipilot", SQLiteQueue("/nonexistent-dir/q.db"), endpoint="checks-module-guard"
+)
 NOT_A_GUARD = object()
 
 

@@ -20,7 +20,7 @@ from webhook_guard.queues.sqlite import SQLiteQueue
 from webhook_guard.testing import sign_request
 
 ROOT = Path(__file__).resolve().parents[3]
-GUARD = contract_guard("github", SQLiteQueue("/nonexistent-dir/q.db"))
+GUARD = contract_guard("github", SQLiteQueue("/nonexistent-dir/q.db"), endpoint="conf-module-guard")
 SEEN: list[Delivery] = []
 
 

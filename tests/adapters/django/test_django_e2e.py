@@ -47,7 +47,7 @@ SERVERS = {
 
 def expected_digests(scheme: str, responses: list[Response]) -> dict[str, str]:
     """delivery id -> sha256 of the body the contract sent, for every accepted case."""
-    cases = [case for case in cases_for(scheme) if not case.queue_down]
+    cases = [case for case in cases_for(scheme) if not case.queue_down and not case.length_lie]
     return {
         reply.json()["id"]: hashlib.sha256(case.body).hexdigest()
         for case, reply in zip(cases, responses, strict=True)

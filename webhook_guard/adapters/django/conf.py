@@ -71,6 +71,8 @@ class WebhookGuardSettings:
             with self._lock:
                 cached = self._guards.get(path)
                 if cached is None or cached[0] is not endpoint:
+                    if cached is not None and isinstance(cached[0], Mapping):
+                        cached[1].close()  # we built it: its endpoint name goes to the new one
                     cached = (endpoint, _new_guard(path, endpoint))
                     self._guards[path] = cached
         return cached[1]

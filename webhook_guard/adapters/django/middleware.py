@@ -21,14 +21,11 @@ from django.core.exceptions import ImproperlyConfigured, RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, RawPostDataException
 
 from webhook_guard.adapters.django.conf import conf
-from webhook_guard.core.body import (
-    check_buffered_body,
-    parse_content_length,
-    read_wsgi_body,
-    require_post,
-)
-from webhook_guard.core.guard import Guard, Outcome
-from webhook_guard.exceptions import PayloadTooLarge, Rejected
+from webhook_guard.core import outcome as outcomes
+from webhook_guard.core.body import check_buffered_body, parse_content_length, read_wsgi_body
+from webhook_guard.core.guard import Outcome
+from webhook_guard.core.request import answer, answer_async
+from webhook_guard.exceptions import IncompleteBody, PayloadTooLarge
 
 __all__ = ["WebhookGuardMiddleware", "read_body", "render"]
 
@@ -58,38 +55,40 @@ class WebhookGuardMiddleware:
         if guard is None:
             response: HttpResponseBase = self.get_response(request)
             return response
-        method, remote_addr = request.method or "", request.META.get("REMOTE_ADDR")
-        try:
-            body = read_body(request, guard)
-        except Rejected as error:
-            outcome = guard.reject(error, method, request.path, remote_addr=remote_addr)
-        else:
-            outcome = guard.receive(
-                method, request.path, request.headers.items(), body, remote_addr=remote_addr
-            )
-        return render(outcome, request)
+        return render(answer(guard, _DjangoRequest(request)), request)
 
     async def __acall__(self, request: HttpRequest) -> HttpResponseBase:
         guard = conf.guard_for(request.path_info)
         if guard is None:
             response: HttpResponseBase = await self.get_response(request)
             return response
-        method, remote_addr = request.method or "", request.META.get("REMOTE_ADDR")
-        try:
-            body = read_body(request, guard)
-        except Rejected as error:
-            outcome = await guard.areject(error, method, request.path, remote_addr=remote_addr)
-        else:
-            outcome = await guard.areceive(
-                method, request.path, request.headers.items(), body, remote_addr=remote_addr
-            )
-        return render(outcome, request)
+        return render(await answer_async(guard, _AsyncDjangoRequest(request)), request)
 
 
-def read_body(request: HttpRequest, guard: Guard) -> bytes:
-    """The raw body of a webhook request, at most ``guard.max_body_bytes``, or a ``Rejected``."""
-    require_post(request.method or "")
-    cap, meta = guard.max_body_bytes, request.META
+class _DjangoRequest:
+    """The core's accessors (``core.request.WebRequest``) over a Django request."""
+
+    def __init__(self, request: HttpRequest) -> None:
+        self._request = request
+        self.method = request.method or ""
+        self.path = request.path
+        self.remote_addr: str | None = request.META.get("REMOTE_ADDR")
+        self.headers = list(request.headers.items())
+
+    def read_body(self, cap: int) -> bytes:
+        return read_body(self._request, cap)
+
+
+class _AsyncDjangoRequest(_DjangoRequest):
+    """Under ASGI Django has spooled the body already: reading it never blocks the loop."""
+
+    async def read_body(self, cap: int) -> bytes:  # type: ignore[override]
+        return read_body(self._request, cap)
+
+
+def read_body(request: HttpRequest, cap: int) -> bytes:
+    """The raw body of a webhook request, at most ``cap`` bytes, or a ``Rejected``."""
+    meta = request.META
     chunked = "chunked" in meta.get("HTTP_TRANSFER_ENCODING", "").lower()
     # WSGIRequest frames its stream by CONTENT_LENGTH (0 when chunked), so wsgi.input is intact
     # unless something read the body already; then Django's copy is the one to use.
@@ -106,8 +105,11 @@ def read_body(request: HttpRequest, guard: Guard) -> bytes:
     return check_buffered_body(body, meta.get("CONTENT_LENGTH"), cap)
 
 
-def render(outcome: Outcome, request: HttpRequest) -> HttpResponse:
-    """The Outcome as a Django response: same status, headers and bytes as every adapter."""
+def render(outcome: Outcome | None, request: HttpRequest) -> HttpResponse:
+    """The Outcome as a Django response: same status, headers and bytes as every adapter
+    (None: the client hung up mid-body, and nobody reads the 400 sent back)."""
+    if outcome is None:
+        outcome = outcomes.rejected(IncompleteBody("client disconnected"))
     response = HttpResponse(outcome.body, status=outcome.status, reason=outcome.reason or None)
     for name, value in outcome.headers:
         response[name] = value

@@ -1,0 +1,100 @@
+"""The one place that turns a queue or store setting into an object.
+
+``open_queue(url)``: ``None`` (``WEBHOOK_GUARD_DB`` or ``./webhook_guard.db``), a path, or
+``sqlite:///relative.db`` / ``sqlite:////absolute.db`` with an optional ``?durability=process``;
+broker engines ``celery+redis://host:6379/0``, ``celery+amqp://guest:guest@host:5672//``,
+``rq://host:6379/0``, ``dramatiq+redis://...``, ``dramatiq+amqp://...``, ``arq://host:6379/0``.
+``open_store(url)``: a broker queue's ``?store=``: ``redis://host:6379/1``, else the SQLite file
+at ``url``, ``WEBHOOK_GUARD_DB`` or ``./webhook_guard.db``.
+
+Backends are named here by module, as entry points would name them, and imported only when a
+URL names them: the core depends on no backend, and no engine is imported unless it is used.
+One SQLite file gets one queue object per process, so every Guard on it shares its group
+commit and its consumer.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import threading
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from webhook_guard.core.config import DEFAULT_DB_PATH
+from webhook_guard.core.queue import Queue
+from webhook_guard.core.store import DeliveryStore
+from webhook_guard.exceptions import ConfigurationError
+
+__all__ = ["ENGINES", "open_queue", "open_sqlite", "open_store"]
+
+SQLITE_MODULE = "webhook_guard.queues.sqlite"
+REDIS_STORE_MODULE = "webhook_guard.stores.redis"
+# URL scheme (before any "+") -> module with ``from_url(url) -> Queue``.
+ENGINES = {
+    "celery": "webhook_guard.queues.celery",
+    "rq": "webhook_guard.queues.rq",
+    "dramatiq": "webhook_guard.queues.dramatiq",
+    "arq": "webhook_guard.queues.arq",
+}
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+
+_sqlite_lock = threading.Lock()
+_sqlite_queues: dict[tuple[str, str], Any] = {}
+
+
+def open_queue(url: str | None = None) -> Queue:
+    """The queue a setting names. Opening is lazy: nothing touches the disk until first use."""
+    if not url:
+        return open_sqlite(default_db_path())
+    if "://" not in url:
+        return open_sqlite(url)
+    parts = urlsplit(url)
+    engine = parts.scheme.split("+", 1)[0]
+    if engine in ENGINES:
+        queue: Queue = importlib.import_module(ENGINES[engine]).from_url(url)
+        return queue
+    if parts.scheme != "sqlite":
+        raise ConfigurationError(
+            f"queue URL scheme {parts.scheme!r} is not supported; use sqlite:///path.db or one "
+            f"of {', '.join(ENGINES)}"
+        )
+    path = parts.path[1:] if parts.path.startswith("/") else parts.path
+    if not path:
+        raise ConfigurationError(f"queue URL {url!r} names no database file")
+    durability = parse_qs(parts.query).get("durability", ["power"])[0]
+    if durability not in ("power", "process"):
+        raise ConfigurationError("durability must be 'power' or 'process' in the queue URL")
+    return open_sqlite(path, durability)
+
+
+def open_sqlite(path: str, durability: str = "power") -> Queue:
+    """This process's queue object for the SQLite file at ``path`` (one per file)."""
+    key = (os.path.realpath(path), durability)
+    with _sqlite_lock:
+        queue = _sqlite_queues.get(key)
+        if queue is None:
+            queue = importlib.import_module(SQLITE_MODULE).SQLiteQueue(
+                path, durability=durability
+            )
+            _sqlite_queues[key] = queue
+    result: Queue = queue
+    return result
+
+
+def open_store(url: str | None = None) -> DeliveryStore:
+    """The store ``url`` names; nothing connects until first use."""
+    if url and url.startswith(REDIS_SCHEMES):
+        store: DeliveryStore = importlib.import_module(REDIS_STORE_MODULE).RedisStore.from_url(url)
+        return store
+    if url and "://" in url and not url.startswith("sqlite://"):
+        raise ConfigurationError(f"store={url!r}: use redis://host:6379/1 or a SQLite path")
+    queue = open_queue(url or default_db_path())
+    if not isinstance(queue, DeliveryStore):
+        raise ConfigurationError(f"store={url!r}: use redis://host:6379/1 or a SQLite path")
+    return queue
+
+
+def default_db_path() -> str:
+    """``WEBHOOK_GUARD_DB``, else ``./webhook_guard.db``."""
+    return os.environ.get("WEBHOOK_GUARD_DB") or DEFAULT_DB_PATH
