@@ -167,6 +167,7 @@ def test_queue_depth_follows_the_queue_between_scrapes(
     """The gauge is read at scrape time: queued before the worker runs, processed after."""
     metrics = install(registry)
     guard = _guard(tmp_path)
+    guard.add_handler(lambda delivery: None)
     metrics.track_queue(guard.queue, name="main")  # type: ignore[arg-type]
     depth = "webhook_guard_queue_depth"
     assert registry.get_sample_value(depth, {"queue": "main", "status": "queued"}) == 0
