@@ -17,9 +17,11 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from webhook_guard.core.config import DEFAULT_DB_PATH
+from webhook_guard.core.consumer import PRESENCE_EVERY_SECONDS
 from webhook_guard.core.guard import Guard
 from webhook_guard.exceptions import WebhookGuardError
 from webhook_guard.history import format_table, history_rows
@@ -76,13 +78,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     worker = commands.add_parser(
         "worker",
-        help="process queued deliveries of a Guard in this process",
-        description="Consume the embedded SQLite queue of the Guard at TARGET (module:attribute, "
-        "e.g. sample_apps.flask_app:guard), running its handlers with retries. Stops after the "
-        "delivery in hand on SIGTERM or Ctrl-C. Run it from your project root with the same "
-        "environment as the web app.",
+        help="process queued deliveries of your Guards in this process",
+        description="Consume the embedded SQLite queue of the Guards named by TARGETs, running "
+        "each delivery with the handlers of the Guard whose endpoint recorded it, with retries. "
+        "A TARGET is module:attribute (one Guard, e.g. sample_apps.flask_app:guard) or a module "
+        "(every Guard defined in it). Deliveries of other endpoints are left for the process "
+        "that serves them. With DJANGO_SETTINGS_MODULE set, Django is set up first; Flask "
+        "handlers run inside their app's context. Stops after the delivery in hand on SIGTERM "
+        "or Ctrl-C (a second one stops at once; the lease then gives the delivery back). Exits "
+        "non-zero when it stops for any other reason. Run it from your project root with the "
+        "same environment as the web app.",
     )
-    worker.add_argument("target", help="module:attribute of your Guard")
+    worker.add_argument(
+        "targets", nargs="+", metavar="TARGET", help="module:attribute of a Guard, or a module"
+    )
     worker.add_argument("--lease", type=float, help="seconds a claim lasts without a heartbeat")
     worker.add_argument("--threads", type=int, default=1, help="deliveries processed at once")
     worker.add_argument("--burst", action="store_true", help="exit once nothing is due")
@@ -207,44 +216,120 @@ def load_guard(target: str) -> Guard:
     module_name, _, attribute = target.partition(":")
     if not module_name or not attribute:
         raise UsageError(f"{target!r} must be module:attribute, e.g. sample_apps.flask_app:guard")
+    guards, _ = load_targets([target])
+    return guards[0]
+
+
+def load_targets(targets: Sequence[str]) -> tuple[list[Guard], list[ModuleType]]:
+    """The Guards that ``targets`` name (``module:attribute`` or a whole ``module``), and the
+    modules imported, from the current directory; Django is set up first when configured."""
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
+    _setup_django()
+    guards: list[Guard] = []
+    modules: list[ModuleType] = []
+    for target in targets:
+        module_name, _, attribute = target.partition(":")
+        if not module_name:
+            raise UsageError(f"{target!r} must be module:attribute or a module")
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as error:
+            raise UsageError(f"cannot import {module_name!r}: {error}") from error
+        modules.append(module)
+        if attribute:
+            found = getattr(module, attribute, None)
+            if not isinstance(found, Guard):
+                raise UsageError(f"{target} is {type(found).__name__}, not a webhook_guard Guard")
+            named = [found]
+        else:
+            named = [value for value in vars(module).values() if isinstance(value, Guard)]
+            if not named:
+                raise UsageError(f"module {module_name!r} defines no webhook_guard Guard")
+        guards += [guard for guard in named if all(guard is not g for g in guards)]
+    _prepare_frameworks(guards, modules)
+    return guards, modules
+
+
+def _setup_django() -> None:
+    """Django's ORM and app registry must be ready before a module that uses them imports."""
+    if not os.environ.get("DJANGO_SETTINGS_MODULE"):
+        return
     try:
-        module = importlib.import_module(module_name)
-    except ImportError as error:
-        raise UsageError(f"cannot import {module_name!r}: {error}") from error
-    guard = getattr(module, attribute, None)
-    if not isinstance(guard, Guard):
-        raise UsageError(f"{target} is {type(guard).__name__}, not a webhook_guard Guard")
-    return guard
+        import django
+    except ImportError:
+        return
+    try:
+        django.setup()
+    except Exception as error:
+        raise UsageError(f"django.setup() failed: {error}") from error
+
+
+def _prepare_frameworks(guards: Sequence[Guard], modules: Sequence[ModuleType]) -> None:
+    """Let each framework in use put handlers in its context (a Flask app context, Django's
+    connection handling): its adapter's ``prepare_worker(guards, modules)``."""
+    for framework in ("flask", "django"):
+        if framework not in sys.modules:
+            continue
+        try:
+            adapter = importlib.import_module(f"webhook_guard.adapters.{framework}")
+        except ImportError:
+            continue
+        prepare = getattr(adapter, "prepare_worker", None)
+        if callable(prepare):
+            prepare(guards, modules)
 
 
 def _run_worker(args: argparse.Namespace) -> int:
+    from webhook_guard.core.queue import store_key
     from webhook_guard.worker import Worker
 
     if args.threads < 1:
         raise UsageError("--threads must be at least 1")
-    guard = load_guard(args.target)
-    worker = Worker(guard, lease_seconds=args.lease)
+    guards, _ = load_targets(args.targets)
+    by_store: dict[str, list[Guard]] = {}
+    for guard in guards:
+        by_store.setdefault(store_key(guard.queue), []).append(guard)
+    try:
+        workers = [Worker(*group, lease_seconds=args.lease) for group in by_store.values()]
+    except WebhookGuardError as error:
+        raise UsageError(str(error)) from error
     if args.burst:
-        done = worker.drain(timeout=float("inf"))
+        done = sum(worker.drain(timeout=float("inf")) for worker in workers)
         print(f"processed {done} attempt(s); nothing left due", file=sys.stderr)
         return 0
     stop = threading.Event()
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        if stop.is_set():  # the second signal: stop now, the lease gives the delivery back
+            print("webhook-guard worker: stopped at once", file=sys.stderr)
+            os._exit(128 + signum)
+        stop.set()
+
     for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
-    print(
-        f"webhook-guard worker: {guard!r} on {guard.queue!r}, {args.threads} thread(s)",
-        file=sys.stderr,
-    )
+        signal.signal(signum, on_signal)
+    for worker in workers:
+        served = ", ".join(sorted(worker.guards()))
+        print(
+            f"webhook-guard worker: endpoints {served} on {worker.queue!r}, "
+            f"{args.threads} thread(s)",
+            file=sys.stderr,
+        )
     threads = [
-        threading.Thread(target=worker.run, args=(stop,), daemon=True) for _ in range(args.threads)
+        threading.Thread(target=worker.run, args=(stop,), daemon=True)
+        for worker in workers
+        for _ in range(args.threads)
     ]
     for thread in threads:
         thread.start()
-    while any(t.is_alive() for t in threads):
-        for thread in threads:
-            thread.join(0.2)
+    while all(t.is_alive() for t in threads) and not stop.is_set():
+        threads[0].join(0.2)
+    if not stop.is_set():
+        # A consumer thread ended without being asked: a supervisor must restart us.
+        print("webhook-guard worker: a consumer thread stopped unexpectedly", file=sys.stderr)
+        return 1
+    for thread in threads:
+        thread.join()
     print("webhook-guard worker: stopped", file=sys.stderr)
     return 0
 
@@ -339,12 +424,28 @@ def _run_replay(args: argparse.Namespace) -> int:
                 "so that replay can publish them again"
             )
     count: int = queue.replay(ids, statuses=statuses)
-    print(
-        f"queued {count} delivery(ies) again; a running worker picks them up"
-        " (none running? start one: webhook-guard worker module:guard)",
-        file=sys.stderr,
-    )
+    print(f"queued {count} delivery(ies) again", file=sys.stderr)
+    if count:
+        print(_pickup_note(queue), file=sys.stderr)
     return 0 if count else 1
+
+
+def _pickup_note(queue: Any) -> str:
+    """Whether a consumer will run replayed deliveries, as far as the store knows (consumers
+    record that they are alive every few seconds)."""
+    live = getattr(queue, "live_consumers", None)
+    if not callable(live):
+        return "the engine's workers run them (check that one is running)"
+    within = 3 * PRESENCE_EVERY_SECONDS
+    consumers = live(within)
+    if not consumers:
+        return (
+            f"no worker has been seen on this store in the last {within:.0f} s: nothing will run "
+            "them until one starts (webhook-guard worker module:guard, or any request to a web "
+            "app whose Guard runs the embedded worker)"
+        )
+    served = "; ".join(f"{e}: {', '.join(who)}" for e, who in sorted(consumers.items()))
+    return f"workers seen in the last {within:.0f} s will run them ({served})"
 
 
 def _run_purge(args: argparse.Namespace) -> int:

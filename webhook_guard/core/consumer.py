@@ -20,6 +20,7 @@ import logging
 import os
 import threading
 import time
+import uuid
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
@@ -43,6 +44,9 @@ MIN_IDLE_POLL_SECONDS = 0.02
 # it never ends it.
 MAX_ERROR_BACKOFF_SECONDS = 10.0
 HOUSEKEEPING_EVERY_SECONDS = 60.0
+# A consumer records that it is alive this often (``replay`` and the docs read it); one missed
+# twice means it is gone.
+PRESENCE_EVERY_SECONDS = 5.0
 # A Guard that went away between a claim and its dispatch: its delivery comes back this soon.
 ORPHAN_RETRY_SECONDS = 1.0
 
@@ -90,6 +94,8 @@ class Worker:
         self.lease_seconds = lease_seconds
         self._served = served
         self._last_housekeeping = 0.0
+        self._last_presence = 0.0
+        self._id = uuid.uuid4().hex
 
     def guards(self) -> Mapping[str, Guard]:
         """The Guards this worker serves, by endpoint."""
@@ -102,6 +108,7 @@ class Worker:
         failures = 0
         while not stop.is_set():
             try:
+                self._presence()
                 worked = self.run_once()
                 self._housekeeping()
                 failures = 0
@@ -169,6 +176,15 @@ class Worker:
                 claimed.delivery.id,
             )
 
+    def _presence(self) -> None:
+        now = time.monotonic()
+        if now - self._last_presence < PRESENCE_EVERY_SECONDS:
+            return
+        self._last_presence = now
+        seen = getattr(self.queue, "consumer_seen", None)
+        if callable(seen):
+            seen(self._id, list(self.guards()))
+
     def _housekeeping(self) -> None:
         now = time.monotonic()
         if now - self._last_housekeeping < HOUSEKEEPING_EVERY_SECONDS:
@@ -186,6 +202,8 @@ class _EmbeddedWorker(Worker):
         self._key = store_key(queue)
         self._served = {}
         self._last_housekeeping = 0.0
+        self._last_presence = 0.0
+        self._id = uuid.uuid4().hex
 
     def guards(self) -> Mapping[str, Guard]:
         return {

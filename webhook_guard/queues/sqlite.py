@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import socket
 import sqlite3
 import threading
 import time
@@ -123,6 +124,13 @@ CREATE TABLE IF NOT EXISTS rejections (
     body_sha256 TEXT
 );
 CREATE INDEX IF NOT EXISTS rejections_received ON rejections(received_at);
+CREATE TABLE IF NOT EXISTS consumers (
+    id          TEXT PRIMARY KEY,
+    host        TEXT NOT NULL,
+    pid         INTEGER NOT NULL,
+    endpoints   TEXT NOT NULL,
+    seen_at     REAL NOT NULL
+);
 """
 
 _INSERT_DELIVERY = """
@@ -744,6 +752,41 @@ class SQLiteQueue:
             ).rowcount
             conn.execute("DELETE FROM dedupe WHERE expires_at < ?", (time.time(),))
         return gone
+
+    def consumer_seen(self, consumer_id: str, endpoints: Collection[str]) -> None:
+        """A consumer says it is alive and which endpoints it serves (every few seconds), so
+        ``replay`` can say truthfully whether anything will pick deliveries up."""
+        with self._transaction() as conn:
+            conn.execute(
+                "INSERT INTO consumers (id, host, pid, endpoints, seen_at) VALUES (?, ?, ?, ?, ?)"
+                " ON CONFLICT (id) DO UPDATE SET endpoints = excluded.endpoints,"
+                " seen_at = excluded.seen_at",
+                (
+                    consumer_id,
+                    socket.gethostname(),
+                    os.getpid(),
+                    json.dumps(sorted(endpoints)),
+                    time.time(),
+                ),
+            )
+            conn.execute("DELETE FROM consumers WHERE seen_at < ?", (time.time() - 86400,))
+
+    def live_consumers(self, within: float) -> dict[str, list[str]]:
+        """Endpoint -> descriptions (``pid 123 on host``) of consumers seen in the last
+        ``within`` seconds."""
+        rows = (
+            self._connection()
+            .execute(
+                "SELECT host, pid, endpoints FROM consumers WHERE seen_at >= ?",
+                (time.time() - within,),
+            )
+            .fetchall()
+        )
+        found: dict[str, list[str]] = {}
+        for host, pid, endpoints in rows:
+            for endpoint in json.loads(endpoints):
+                found.setdefault(endpoint, []).append(f"pid {pid} on {host}")
+        return found
 
     def housekeeping(self) -> None:
         """What a consumer runs now and then: purge by the default retention, then checkpoint."""
