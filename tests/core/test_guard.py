@@ -120,9 +120,9 @@ def test_config_and_keyword_settings_together_are_refused(tmp_path: Path) -> Non
     from webhook_guard.core.config import GuardConfig
 
     config = GuardConfig(secrets=(SECRET,), queue=str(tmp_path / "q.db"), endpoint="cfg")
-    with pytest.raises(ConfigurationError, match="not both.*endpoint, secret"):
+    with pytest.raises(ConfigurationError, match=r"not both.*endpoint, secret"):
         Guard("other", endpoint="x", config=config)
-    with pytest.raises(ConfigurationError, match="queue URL goes in config.queue"):
+    with pytest.raises(ConfigurationError, match=r"queue URL goes in config\.queue"):
         Guard(config=config, queue=str(tmp_path / "other.db"))
 
 
