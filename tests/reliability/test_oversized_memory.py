@@ -49,9 +49,15 @@ def _peak_rss_kib(leader: int) -> int:
     return max(peaks)
 
 
+# A well-formed (wrong) signature header: a request without one is refused before its body is
+# read, and these requests must reach the cap.
+SIGNATURE = "X-CloudAIPilot-Signature: sha256=" + "00" * 32 + "\r\n"
+
+
 def _send_huge(port: int, chunked: bool) -> int:
     """Stream a 50 MiB POST; return the status the server answered (it may cut us off early)."""
     head = "POST /webhook HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+    head += SIGNATURE
     head += (
         "Transfer-Encoding: chunked\r\n\r\n" if chunked else f"Content-Length: {BODY_SIZE}\r\n\r\n"
     )
@@ -94,7 +100,9 @@ def test_huge_bodies_are_413_without_growing_memory(server: str, tmp_path: Path)
 
 def _send_small_oversized(port: int) -> int:
     body = b"y" * (1024 * 1024 + 1)
-    head = f"POST /webhook HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+    head = (
+        f"POST /webhook HTTP/1.1\r\nHost: x\r\n{SIGNATURE}Content-Length: {len(body)}\r\n\r\n"
+    ).encode()
     with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
         with contextlib.suppress(BrokenPipeError, ConnectionResetError):
             sock.sendall(head + body)

@@ -341,6 +341,12 @@ class Guard:
             scheme=self.scheme.name,
         )
 
+    def precheck(self, headers: HeadersLike) -> None:
+        """Refuse, before any body is read, a request whose signature headers are missing or
+        malformed: no ``100 Continue``, no slow body read for a request that cannot pass."""
+        if self._keys:  # insecure_dev_mode lets unsigned requests in
+            self.scheme._parse(Headers(headers))  # header parsing only; no MAC, no body
+
     def _verify(self, headers: Headers, body: bytes) -> Verified:
         if not self._keys:  # insecure_dev_mode, refused at start-up otherwise
             return Verified(self.scheme, headers, body, None, None, -1)

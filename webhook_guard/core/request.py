@@ -4,7 +4,9 @@ An adapter supplies accessors to its framework's request (``WebRequest`` or
 ``AsyncWebRequest``: method, path, headers, client address, and how to read the raw body with a
 cap) and renders the ``Outcome``; the order of the checks lives here only, so adapters cannot
 drift: the method is checked before a byte of the body is read (an oversized PUT is a 405
-everywhere), then the body is read with the cap (413), then the Guard verifies and enqueues.
+everywhere), then the signature headers (a request without them is refused before its body is
+read: no ``100 Continue``, no slow read), then the body is read with the cap (413), then the
+Guard verifies and enqueues.
 """
 
 from __future__ import annotations
@@ -88,6 +90,7 @@ def answer(guard: Guard, request: WebRequest) -> Outcome | None:
     method = request.method
     try:
         require_post(method)
+        guard.precheck(request.headers)
         body = request.read_body(guard.max_body_bytes)
     except ClientDisconnected:
         _log_disconnect(guard, request.path, request.remote_addr)
@@ -104,6 +107,7 @@ async def answer_async(guard: Guard, request: AsyncWebRequest) -> Outcome | None
     method = request.method
     try:
         require_post(method)
+        guard.precheck(request.headers)
         body = await request.read_body(guard.max_body_bytes)
     except ClientDisconnected:
         _log_disconnect(guard, request.path, request.remote_addr)

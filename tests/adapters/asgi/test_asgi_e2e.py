@@ -119,3 +119,28 @@ def test_queue_unavailable_is_503_with_retry_after(tmp_path: Path, app: str) -> 
         reply = run_case(queue_down, SCHEME, transport, now=int(time.time()))
         assert int(reply.headers["retry-after"]) > 0
         run_case(unsigned, SCHEME, transport, now=int(time.time()))
+
+
+@pytest.mark.parametrize("app", APPS)
+def test_an_unsigned_request_is_refused_without_100_continue(tmp_path: Path, app: str) -> None:
+    """`Expect: 100-continue` without a signature header: the answer is 400 at once, never an
+    invitation to send the body (which is then never read)."""
+    import socket
+
+    if app.startswith("sample_apps.fastapi"):
+        pytest.importorskip("fastapi")
+    port = free_port()
+    with serve(uvicorn_command(app, port), sample_env(tmp_path), port, tmp_path / "server.log"):
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            sock.sendall(
+                b"POST /webhook HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                b"Content-Length: 500000\r\nExpect: 100-continue\r\n\r\n"
+            )
+            reply = b""
+            while b'"}' not in reply:  # the status line, then the JSON body (maybe later)
+                chunk = sock.recv(4096)
+                if not chunk:
+                    break
+                reply += chunk
+    assert reply.startswith(b"HTTP/1.1 400"), reply[:200]
+    assert b"100 Continue" not in reply and b'{"error": "missing_signature"}' in reply
