@@ -209,3 +209,41 @@ def test_a_dead_consumer_thread_is_replaced_by_the_next_request(tmp_path: Path) 
         wait_for(lambda: len(calls) == 2)
     finally:
         guard.stop_worker()
+
+
+def test_a_handler_past_its_timeout_is_retried_and_others_keep_flowing(tmp_path: Path) -> None:
+    """A hung handler: its attempt is recorded as timed out and retried, the worker goes on to
+    the next delivery on a new handler thread, and the retry (not hung) succeeds."""
+    guard = guard_on(tmp_path / "q.db", "hooks", handler_timeout=0.3)
+    release = threading.Event()
+    ran: list[tuple[str, int]] = []
+
+    @guard.on()
+    def handler(delivery: Delivery) -> None:
+        if delivery.json().get("hang") and delivery.attempt == 1:
+            release.wait(30)  # hangs far past the timeout
+        ran.append((delivery.json()["n"], delivery.attempt))
+
+    try:
+        hung = send(guard, {"event": "x", "n": "hung", "hang": True})
+        other = send(guard, {"event": "x", "n": "other"})
+        Worker(guard).drain(timeout=10)
+        assert ("other", 1) in ran and ("hung", 2) in ran
+        record = guard.queue.get(hung)  # type: ignore[attr-defined]
+        assert record.status == "processed"
+        assert [a.outcome for a in record.attempt_log] == ["failed", "processed"]
+        assert "0.3 s timeout" in (record.attempt_log[0].error or "")
+        assert status(guard, other) == "processed"
+    finally:
+        release.set()
+
+
+def test_a_handler_timeout_of_its_own_wins_for_its_deliveries(tmp_path: Path) -> None:
+    """@guard.on(..., timeout=) overrides handler_timeout; an attempt gets its handlers' longest."""
+    guard = guard_on(tmp_path / "q.db", "hooks", handler_timeout=5)
+    guard.add_handler(lambda d: None, "slow.*", timeout=120)
+    guard.add_handler(lambda d: None, "slow.report")
+    assert guard.attempt_timeout("slow.report") == 120
+    assert guard.attempt_timeout("fast") == 5
+    with pytest.raises(ConfigurationError, match="timeout must be a positive"):
+        guard.add_handler(lambda d: None, timeout=0)

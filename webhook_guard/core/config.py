@@ -25,7 +25,11 @@ ENVIRONMENT: dict[str, tuple[str, type]] = {
     "WEBHOOK_GUARD_MAX_BODY_BYTES": ("max_body_bytes", int),
     "WEBHOOK_GUARD_TOLERANCE": ("tolerance_seconds", float),
     "WEBHOOK_GUARD_LEASE_SECONDS": ("lease_seconds", float),
+    "WEBHOOK_GUARD_HANDLER_TIMEOUT": ("handler_timeout", float),
 }
+# An attempt whose handlers run longer is recorded as timed out and retried; the stuck thread
+# is left behind (Python cannot stop it) and the consumer goes on with a new one.
+DEFAULT_HANDLER_TIMEOUT_SECONDS = 300.0
 
 
 @dataclass(frozen=True)
@@ -48,6 +52,7 @@ class GuardConfig:
     # How long a worker's claim lasts without a heartbeat: a crashed worker's delivery
     # comes back after this long.
     lease_seconds: float = 60.0
+    handler_timeout: float = DEFAULT_HANDLER_TIMEOUT_SECONDS
     insecure_dev_mode: bool = False
 
     def __post_init__(self) -> None:
@@ -55,6 +60,8 @@ class GuardConfig:
             raise ConfigurationError("max_body_bytes must be a positive number of bytes")
         if self.lease_seconds <= 0:
             raise ConfigurationError("lease_seconds must be a positive number of seconds")
+        if self.handler_timeout <= 0:
+            raise ConfigurationError("handler_timeout must be a positive number of seconds")
         if self.worker not in ("embedded", "external"):
             raise ConfigurationError("worker must be 'embedded' or 'external'")
         if any(not s or s != s.strip() for s in self.secrets):
@@ -69,8 +76,8 @@ class GuardConfig:
 
         Keys, after ``prefix``: ``SECRET`` (one, or several comma-separated), ``SECRETS`` (a
         list), ``SCHEME``, ``QUEUE``, ``DB``, ``ENDPOINT``, ``MAX_BODY_BYTES``, ``TOLERANCE``,
-        ``WORKER``, ``LEASE_SECONDS``, ``INSECURE_DEV_MODE``. A key the mapping lacks falls back
-        to the environment (``ENVIRONMENT``), except the secret.
+        ``WORKER``, ``LEASE_SECONDS``, ``HANDLER_TIMEOUT``, ``INSECURE_DEV_MODE``. A key the
+        mapping lacks falls back to the environment (``ENVIRONMENT``), except the secret.
         """
 
         def get(name: str) -> Any:
@@ -95,6 +102,10 @@ class GuardConfig:
             kwargs["tolerance_seconds"] = _number(prefix + "TOLERANCE", get("TOLERANCE"), float)
         if get("WORKER") is not None:
             kwargs["worker"] = str(get("WORKER"))
+        if get("HANDLER_TIMEOUT") is not None:
+            kwargs["handler_timeout"] = _number(
+                prefix + "HANDLER_TIMEOUT", get("HANDLER_TIMEOUT"), float
+            )
         if get("LEASE_SECONDS") is not None:
             kwargs["lease_seconds"] = _number(
                 prefix + "LEASE_SECONDS", get("LEASE_SECONDS"), float

@@ -18,14 +18,15 @@ from __future__ import annotations
 
 import logging
 import os
+import queue
 import threading
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
 from webhook_guard.core import registry
-from webhook_guard.core.processing import run_attempt
+from webhook_guard.core.processing import run_attempt, timed_out
 from webhook_guard.core.queue import ConsumableQueue, store_key
 from webhook_guard.core.records import AttemptResult, Claimed
 from webhook_guard.exceptions import ConfigurationError
@@ -49,6 +50,9 @@ HOUSEKEEPING_EVERY_SECONDS = 60.0
 PRESENCE_EVERY_SECONDS = 5.0
 # A Guard that went away between a claim and its dispatch: its delivery comes back this soon.
 ORPHAN_RETRY_SECONDS = 1.0
+# Handler threads left behind by timed-out attempts that may still be running, per worker: at
+# this many the worker stops claiming (and says so) until some of them finish.
+MAX_STUCK_HANDLERS = 4
 
 
 def is_consumable(queue: object) -> bool:
@@ -96,6 +100,8 @@ class Worker:
         self._last_housekeeping = 0.0
         self._last_presence = 0.0
         self._id = uuid.uuid4().hex
+        self._runners = threading.local()
+        self._abandoned: list[_AttemptThread] = []
 
     def guards(self) -> Mapping[str, Guard]:
         """The Guards this worker serves, by endpoint."""
@@ -136,7 +142,7 @@ class Worker:
     def run_once(self) -> bool:
         """Claim and process one due delivery of the served endpoints; False if none was due."""
         endpoints = self.guards().keys()
-        if not endpoints:
+        if not endpoints or self._too_many_stuck():
             return False
         claimed = self.queue.claim(self.lease_seconds, endpoints)
         if claimed is None:
@@ -165,9 +171,20 @@ class Worker:
             reason = f"no Guard serves endpoint {claimed.delivery.endpoint!r} in this process"
             self.queue.finish(claimed, AttemptResult("retrying", ORPHAN_RETRY_SECONDS, reason))
             return
+        delivery = claimed.delivery
+        timeout = guard.attempt_timeout(delivery.event_type)
         beat = _Heartbeat(self.queue, claimed, self.lease_seconds)
         try:
-            result = run_attempt(guard, claimed.delivery)
+            runner = self._runner()
+            finished, outcome = runner.run(lambda: run_attempt(guard, delivery), timeout)
+            if not finished:
+                self._abandon(runner)
+                result = timed_out(guard, delivery, timeout)
+            elif outcome is None:  # run_attempt itself failed (logged): try again soon
+                error = "the attempt failed outside its handlers (see the worker's log)"
+                result = AttemptResult("retrying", ORPHAN_RETRY_SECONDS, error)
+            else:
+                result = outcome
         finally:
             beat.stop()
         if not self.queue.finish(claimed, result):
@@ -175,6 +192,30 @@ class Worker:
                 "delivery %s: lease lost before its result was recorded; another worker runs it",
                 claimed.delivery.id,
             )
+
+    def _runner(self) -> _AttemptThread:
+        """This consumer thread's handler thread (each attempt runs there, under a timeout)."""
+        runner: _AttemptThread | None = getattr(self._runners, "current", None)
+        if runner is None:
+            runner = self._runners.current = _AttemptThread()
+        return runner
+
+    def _abandon(self, runner: _AttemptThread) -> None:
+        """Leave a stuck handler thread behind (Python cannot stop a thread); the next attempt
+        gets a new one."""
+        runner.retire()
+        self._runners.current = None
+        self._abandoned = [t for t in self._abandoned if t.alive] + [runner]
+
+    def _too_many_stuck(self) -> bool:
+        self._abandoned = [t for t in self._abandoned if t.alive]
+        if len(self._abandoned) < MAX_STUCK_HANDLERS:
+            return False
+        logger.error(
+            "worker: %d handlers are stuck past their timeout; not claiming until one returns",
+            len(self._abandoned),
+        )
+        return True
 
     def _presence(self) -> None:
         now = time.monotonic()
@@ -193,6 +234,61 @@ class Worker:
         self.queue.housekeeping()
 
 
+class _AttemptThread:
+    """A daemon thread that runs the attempts handed to it, so that the consumer can stop
+    waiting for one that outlives its timeout."""
+
+    def __init__(self) -> None:
+        self._inbox: queue.SimpleQueue[tuple[Callable[[], AttemptResult], _Box] | None] = (
+            queue.SimpleQueue()
+        )
+        self._thread = threading.Thread(
+            target=self._loop, daemon=True, name="webhook-guard-handler"
+        )
+        self._thread.start()
+
+    @property
+    def alive(self) -> bool:
+        """True while the thread runs (a retired one ends once its stuck handler returns)."""
+        return self._thread.is_alive()
+
+    def run(
+        self, attempt: Callable[[], AttemptResult], timeout: float
+    ) -> tuple[bool, AttemptResult | None]:
+        """Run ``attempt`` there; (True, its result), or (False, None) past ``timeout``."""
+        box = _Box()
+        self._inbox.put((attempt, box))
+        finished = box.done.wait(timeout)
+        return finished, box.result
+
+    def retire(self) -> None:
+        """End the thread after the attempt in hand (which may never return)."""
+        self._inbox.put(None)
+
+    def _loop(self) -> None:
+        while True:
+            item = self._inbox.get()
+            if item is None:
+                return
+            attempt, box = item
+            try:
+                box.result = attempt()
+            except BaseException:  # run_attempt contains handlers; this is a last resort
+                logger.exception("an attempt failed outside its handlers")
+            finally:
+                box.done.set()
+
+
+class _Box:
+    """Where an attempt's result waits for the consumer thread."""
+
+    __slots__ = ("done", "result")
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.result: AttemptResult | None = None
+
+
 class _EmbeddedWorker(Worker):
     """A Worker whose Guards are whatever embedded Guards are attached to its store now."""
 
@@ -204,6 +300,8 @@ class _EmbeddedWorker(Worker):
         self._last_housekeeping = 0.0
         self._last_presence = 0.0
         self._id = uuid.uuid4().hex
+        self._runners = threading.local()
+        self._abandoned = []
 
     def guards(self) -> Mapping[str, Guard]:
         return {

@@ -63,7 +63,7 @@ class Guard:
     not passed comes from the environment (``WEBHOOK_SECRET``, ``WEBHOOK_SCHEME``,
     ``WEBHOOK_GUARD_QUEUE`` / ``WEBHOOK_GUARD_DB``, ``WEBHOOK_GUARD_WORKER``,
     ``WEBHOOK_GUARD_MAX_BODY_BYTES``, ``WEBHOOK_GUARD_TOLERANCE``,
-    ``WEBHOOK_GUARD_LEASE_SECONDS``), then from the default.
+    ``WEBHOOK_GUARD_LEASE_SECONDS``, ``WEBHOOK_GUARD_HANDLER_TIMEOUT``), then from the default.
 
     Args:
         secret: the signing secret, or several (all valid at once while rotating).
@@ -81,6 +81,9 @@ class Guard:
             ``webhook-guard worker``.
         retry: attempts and backoff for failing handlers (``RetryPolicy()``).
         lease_seconds: how long a worker's claim lasts without a heartbeat (60 s).
+        handler_timeout: seconds an attempt's handlers may run (300 s; per handler:
+            ``@guard.on(..., timeout=)``); past it the attempt is recorded as timed out and
+            retried, and the stuck thread is left behind while the consumer goes on.
         clock: returns Unix seconds; inject one in tests.
         insecure_dev_mode: accept unsigned requests. Refused unless set, and logged loudly.
         config: every plain setting at once, instead of the keyword settings above.
@@ -103,6 +106,7 @@ class Guard:
         worker: WorkerMode = UNSET,
         retry: RetryPolicy | None = None,
         lease_seconds: float = UNSET,
+        handler_timeout: float = UNSET,
         clock: Clock = time.time,
         insecure_dev_mode: bool = UNSET,
         config: GuardConfig | None = None,
@@ -118,6 +122,7 @@ class Guard:
                 ("worker", worker),
                 ("retry", retry),
                 ("lease_seconds", lease_seconds),
+                ("handler_timeout", handler_timeout),
                 ("insecure_dev_mode", insecure_dev_mode),
             )
             if value is not None and value is not UNSET
@@ -167,6 +172,7 @@ class Guard:
         )
         self.clock = clock
         self._handlers: list[tuple[str, Handler]] = []
+        self._timeouts: dict[Handler, float] = {}  # per-handler overrides of handler_timeout
         self._handler_contexts: list[HandlerContext] = []
         # Raises if another Guard holds this endpoint on this store; broker workers find
         # their Guard here by endpoint.
@@ -189,22 +195,38 @@ class Guard:
 
     # -- handlers ----------------------------------------------------------------------------
 
-    def on(self, *event_types: str) -> Callable[[H], H]:
+    def on(self, *event_types: str, timeout: float | None = None) -> Callable[[H], H]:
         """Register a handler for event types (glob patterns allowed); none means every event.
 
-        ``@guard.on("invoice.paid")``, ``@guard.on("invoice.*", "charge.failed")``, ``@guard.on()``.
+        ``@guard.on("invoice.paid")``, ``@guard.on("invoice.*", "charge.failed")``, ``@guard.on()``;
+        ``timeout=`` overrides the Guard's ``handler_timeout`` for this handler.
         """
         patterns = event_types or (CATCH_ALL,)
 
         def register(handler: H) -> H:
-            self.add_handler(handler, *patterns)
+            self.add_handler(handler, *patterns, timeout=timeout)
             return handler
 
         return register
 
-    def add_handler(self, handler: Handler, *event_types: str) -> None:
+    def add_handler(
+        self, handler: Handler, *event_types: str, timeout: float | None = None
+    ) -> None:
+        """Register ``handler`` for ``event_types`` (every event when none is given), with its
+        own ``timeout`` in seconds if given."""
+        if timeout is not None:
+            if timeout <= 0:
+                raise ConfigurationError("a handler's timeout must be a positive number of seconds")
+            self._timeouts[handler] = float(timeout)
         for pattern in event_types or (CATCH_ALL,):
             self._handlers.append((pattern, handler))
+
+    def attempt_timeout(self, event_type: str | None) -> float:
+        """Seconds an attempt at an ``event_type`` delivery may run: the longest timeout of the
+        handlers it runs (``handler_timeout`` for those without their own)."""
+        default = self.config.handler_timeout
+        handlers = self.handlers_for(event_type)
+        return max((self._timeouts.get(h, default) for h in handlers), default=default)
 
     def handlers_for(self, event_type: str | None) -> list[Handler]:
         """The handlers a delivery of ``event_type`` runs, in registration order, each once."""

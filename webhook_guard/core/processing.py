@@ -22,7 +22,11 @@ if TYPE_CHECKING:
 logger = logging.getLogger("webhook_guard.worker")
 
 
-__all__ = ["AttemptResult", "run_attempt"]
+__all__ = ["AttemptResult", "HandlerTimeout", "run_attempt", "timed_out"]
+
+
+class HandlerTimeout(Exception):
+    """An attempt's handlers ran past their timeout (what the attempt log shows)."""
 
 # (endpoint, event type) pairs already warned about as unhandled in this process: one warning
 # per event type, not one per delivery.
@@ -72,6 +76,28 @@ def _attempt(guard: Guard, delivery: Delivery) -> AttemptResult:
     reason = f"no handler registered for event {delivery.event_type!r}"
     _warn_unhandled_once(guard.endpoint, delivery.event_type)
     return AttemptResult("ignored", error=reason)
+
+
+def timed_out(guard: Guard, delivery: Delivery, seconds: float) -> AttemptResult:
+    """The result of an attempt whose handlers outlived ``seconds``: retried with backoff like
+    any failure (dead after the last attempt). The handler's thread is left running."""
+    error = HandlerTimeout(f"the handlers ran past their {seconds:g} s timeout")
+    decision = decide(error, delivery.attempt, guard.retry_policy)
+    if decision.delay is None:
+        logger.error("delivery %s dead after attempt %d: %s", delivery.id, delivery.attempt,
+                     decision.reason)
+        result = AttemptResult("dead", error=decision.reason)
+    else:
+        logger.warning(
+            "delivery %s attempt %d timed out after %g s, retry in %.1fs",
+            delivery.id,
+            delivery.attempt,
+            seconds,
+            decision.delay,
+        )
+        result = AttemptResult("retrying", decision.delay, decision.reason)
+    events.notify(lambda observer: observer.attempt_finished(guard.endpoint, result.status))
+    return result
 
 
 def _warn_unhandled_once(endpoint: str, event_type: str | None) -> None:
