@@ -17,6 +17,7 @@ This module imports nothing outside the standard library and webhook_guard.core.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import socket
@@ -258,10 +259,19 @@ class SQLiteQueue:
                     self.enqueued = threading.Event()
                     self._pid = pid
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is not None and self._file_changed():
+            # Replaced or deleted under us: writing on would acknowledge into a file nobody
+            # reads. This call fails (503); the next one opens the file now at the path.
+            self.close()
+            raise QueueUnavailable(f"{self.path}: the database file was replaced or deleted")
         if conn is None:
             conn = self._connect()
             self._local.conn = conn
+            self._local.inode = _inode(self.path)
         return conn
+
+    def _file_changed(self) -> bool:
+        return _inode(self.path) != getattr(self._local, "inode", None)
 
     def _connect(self) -> sqlite3.Connection:
         directory = os.path.dirname(os.path.abspath(self.path))
@@ -309,19 +319,33 @@ class SQLiteQueue:
             conn = self._connection()
             conn.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as error:
+            self._heal(error)
             raise QueueUnavailable(f"{self.path}: {error}") from error
         try:
             yield conn
-        except BaseException:
+        except BaseException as error:
             if conn.in_transaction:
-                conn.execute("ROLLBACK")
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+            if isinstance(error, sqlite3.Error):
+                self._heal(error)
             raise
         try:
             conn.execute("COMMIT")
         except sqlite3.Error as error:
             if conn.in_transaction:
-                conn.execute("ROLLBACK")
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+            self._heal(error)
             raise QueueUnavailable(f"{self.path}: commit failed: {error}") from error
+
+    def _heal(self, error: sqlite3.Error) -> None:
+        """After an error other than a busy database, drop this thread's connection so the next
+        call opens a fresh one: a connection opened while the file was read-only stays
+        read-only, and one that saw corruption may hold stale state."""
+        if "locked" not in str(error) and "busy" not in str(error):
+            with contextlib.suppress(Exception):
+                self.close()
 
     def close(self) -> None:
         """Close the calling thread's connection (other threads keep theirs)."""
@@ -796,6 +820,15 @@ class SQLiteQueue:
     def checkpoint(self) -> None:
         """Fold the WAL back into the database so it does not grow without bound."""
         self._connection().execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+
+def _inode(path: str) -> tuple[int, int] | None:
+    """The file's identity (device, inode), None when it does not exist."""
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    return info.st_dev, info.st_ino
 
 
 def _filters(

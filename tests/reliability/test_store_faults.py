@@ -1,0 +1,62 @@
+"""The SQLite store changing under a running process: a database file deleted or replaced is
+noticed before the next 200 (that request gets 503), and the next requests go to the file now
+at the path, where the worker runs them."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from pathlib import Path
+
+from tests.contract import SECRET, contract_guard
+from webhook_guard.core.guard import Guard
+from webhook_guard.testing import sign_request
+from webhook_guard.worker import Worker
+
+
+def post(guard: Guard, n: int) -> tuple[int, str | None]:
+    """Status and delivery id of one signed delivery."""
+    body = json.dumps({"event": "x", "n": n}).encode()
+    outcome = guard.receive("POST", "/", sign_request("cloudaipilot", SECRET, body), body)
+    payload = json.loads(outcome.body)
+    return outcome.status, payload.get("id")
+
+
+def remove_database(path: Path) -> None:
+    """Delete the database file and its WAL and shared-memory files, as an operator might."""
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+
+
+def test_a_deleted_database_file_is_a_503_then_a_fresh_file(tmp_path: Path) -> None:
+    """Deleted while running: the next request gets 503 (never a 200 into the deleted file); the
+    one after it is stored in a new file and processed."""
+    db = tmp_path / "q.db"
+    guard = contract_guard("cloudaipilot", str(db))
+    ran: list[str] = []
+    guard.add_handler(lambda delivery: ran.append(delivery.id))
+    assert post(guard, 1)[0] == 200
+    remove_database(db)
+    assert post(guard, 2)[0] == 503
+    status, delivery_id = post(guard, 3)
+    assert status == 200 and db.exists()
+    Worker(guard).drain(timeout=10)
+    assert ran == [delivery_id]
+
+
+def test_a_replaced_database_file_is_noticed_before_the_next_200(tmp_path: Path) -> None:
+    """Another file moved over the path (a restore from backup): 503 once, then the new file."""
+    db = tmp_path / "q.db"
+    guard = contract_guard("cloudaipilot", str(db))
+    assert post(guard, 1)[0] == 200
+    backup = tmp_path / "backup.db"
+    with sqlite3.connect(db) as source, sqlite3.connect(backup) as copy:
+        source.backup(copy)
+    os.replace(backup, db)
+    for suffix in ("-wal", "-shm"):
+        Path(f"{db}{suffix}").unlink(missing_ok=True)
+    assert post(guard, 2)[0] == 503
+    status, delivery_id = post(guard, 3)
+    assert status == 200
+    assert guard.queue.get(delivery_id) is not None  # type: ignore[attr-defined]
