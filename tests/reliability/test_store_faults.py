@@ -60,3 +60,57 @@ def test_a_replaced_database_file_is_noticed_before_the_next_200(tmp_path: Path)
     status, delivery_id = post(guard, 3)
     assert status == 200
     assert guard.queue.get(delivery_id) is not None  # type: ignore[attr-defined]
+
+
+LOCK_HOLDER = """
+import sqlite3, sys, time
+conn = sqlite3.connect(sys.argv[1], isolation_level=None)
+conn.execute("BEGIN IMMEDIATE")
+print("locked", flush=True)
+time.sleep(float(sys.argv[2]))
+conn.execute("ROLLBACK")
+"""
+
+
+def test_every_request_is_answered_within_the_budget_while_another_process_holds_the_lock(
+    tmp_path: Path,
+) -> None:
+    """Eight concurrent signed requests and eight unsigned ones while another process holds the
+    write lock past the 5 s budget: every signed one gets 503 + Retry-After and every unsigned
+    one its 400 before the lock is released (none waits for a second busy timeout behind
+    another batch, and recording a rejection never waits for the lock)."""
+    import subprocess
+    import sys
+    import threading
+
+    db = tmp_path / "q.db"
+    guard = contract_guard("cloudaipilot", str(db))
+    assert post(guard, 0)[0] == 200  # the file and its schema exist
+    holder = subprocess.Popen(
+        [sys.executable, "-c", LOCK_HOLDER, str(db), "9"], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+        answers: list[tuple[str, int, bool]] = []
+
+        def signed(n: int) -> None:
+            status, _ = post(guard, n)
+            answers.append(("signed", status, holder.poll() is None))
+
+        def unsigned() -> None:
+            outcome = guard.receive("POST", "/", {}, b"{}")
+            answers.append(("unsigned", outcome.status, holder.poll() is None))
+
+        threads = [threading.Thread(target=signed, args=(n,)) for n in range(1, 9)]
+        threads += [threading.Thread(target=unsigned) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert sorted(answers) == sorted([("signed", 503, True)] * 8 + [("unsigned", 400, True)] * 8), (
+        answers
+    )
+    assert guard.queue.rejections_dropped >= 1  # type: ignore[attr-defined]

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import os
 import socket
 import sqlite3
@@ -62,8 +63,12 @@ __all__ = [
 ]
 
 Durability = Literal["power", "process"]
-# Below the sender's usual 10 s timeout, so a locked database answers 503 instead of timing out.
+logger = logging.getLogger("webhook_guard.queues")
+# Below the sender's usual 10 s timeout, so a locked database answers 503 instead of timing out:
+# every request gets its answer within this budget, however many wait for one commit.
 BUSY_TIMEOUT_MS = 5000
+# Recording a rejection waits at most this long for the store; then it is dropped (and counted).
+REJECTION_BUDGET_SECONDS = 0.05
 
 
 _SCHEMA = """
@@ -193,18 +198,24 @@ def _earliest(endpoints: Collection[str] | None) -> tuple[str, list[str]]:
 class _Pending:
     """One write waiting for the next group commit."""
 
-    __slots__ = ("delivery", "done", "engine", "error", "rejection", "result")
+    __slots__ = (
+        *("deadline", "delivery", "done", "engine"),
+        *("error", "finished", "rejection", "result"),
+    )
 
     def __init__(
         self,
+        deadline: float,
         delivery: Delivery | None = None,
         rejection: Rejection | None = None,
         engine: str = "sqlite",
     ) -> None:
+        self.deadline = deadline  # time.monotonic() by which the caller must have its answer
         self.delivery = delivery
         self.engine = engine
         self.rejection = rejection
         self.done = False
+        self.finished = threading.Event()  # set by whoever committed (or failed) the batch
         self.result: EnqueueResult | None = None
         self.error: BaseException | None = None
 
@@ -240,6 +251,8 @@ class SQLiteQueue:
         self._pending_lock = threading.Lock()
         self._commit_lock = threading.Lock()
         self.enqueued = threading.Event()  # wakes this process's embedded worker
+        self.rejections_dropped = 0  # rejections not recorded because the store was busy
+        self._last_drop_warning = 0.0
 
     def __repr__(self) -> str:
         return f"<SQLiteQueue {self.path!r} durability={self.durability}>"
@@ -358,7 +371,9 @@ class SQLiteQueue:
     # -- the request side: enqueue and record rejections, group-committed --------------------
 
     def enqueue(self, delivery: Delivery) -> EnqueueResult:
-        result = self._submit(_Pending(delivery=delivery))
+        """Dedupe and store ``delivery`` durably; answer within the busy budget or raise
+        QueueUnavailable."""
+        result = self._submit(_Pending(self._deadline(), delivery=delivery))
         assert result is not None  # a delivery always gets a result
         return result
 
@@ -367,20 +382,59 @@ class SQLiteQueue:
         return await asyncio.get_running_loop().run_in_executor(None, self.enqueue, delivery)
 
     def record_rejection(self, rejection: Rejection) -> None:
-        self._submit(_Pending(rejection=rejection))
+        """Best effort: waits at most ``REJECTION_BUDGET_SECONDS`` for the store (a sender is
+        never kept waiting to record its rejection); when the store is busy the record is
+        dropped and counted in ``rejections_dropped``."""
+        try:
+            self._submit(_Pending(time.monotonic() + REJECTION_BUDGET_SECONDS, rejection=rejection))
+        except QueueUnavailable as error:
+            self.rejections_dropped += 1
+            now = time.monotonic()
+            if now - self._last_drop_warning > 10.0:  # a flood of rejections: one line per 10 s
+                self._last_drop_warning = now
+                logger.warning(
+                    "rejections not recorded while the store is busy (%d so far): %s",
+                    self.rejections_dropped,
+                    error,
+                )
+
+    def _deadline(self) -> float:
+        return time.monotonic() + self.busy_timeout_ms / 1000
 
     async def arecord_rejection(self, rejection: Rejection) -> None:
         await asyncio.get_running_loop().run_in_executor(None, self.record_rejection, rejection)
 
     def _submit(self, item: _Pending) -> EnqueueResult | None:
+        """Group commit under a deadline: whoever holds the commit lock writes everything
+        waiting; a caller that cannot get its answer by ``item.deadline`` (the lock held by a
+        batch stuck behind another process's write lock) gives up with QueueUnavailable, so
+        every request is answered within the budget, queued behind others or not."""
         self._connection()  # resets the locks first if this process was forked
         with self._pending_lock:
             self._pending.append(item)
-        with self._commit_lock:
+        if self._commit_lock.acquire(timeout=max(0.0, item.deadline - time.monotonic())):
+            try:
+                if not item.done:
+                    with self._pending_lock:
+                        batch, self._pending = self._pending, []
+                    self._commit(batch)
+            finally:
+                self._commit_lock.release()
+        else:
+            with self._pending_lock:
+                taken = item not in self._pending
+                if not taken:
+                    self._pending.remove(item)
+            if not taken:
+                raise QueueUnavailable(
+                    f"{self.path}: the store did not take the write within its "
+                    f"{self.busy_timeout_ms / 1000:g} s budget (another writer holds it)"
+                )
+            # A leader took it into its batch, whose busy wait ends by the earliest deadline
+            # in the batch (this one's or sooner): its answer comes in time.
+            item.finished.wait(max(0.0, item.deadline - time.monotonic()) + 1.0)
             if not item.done:
-                with self._pending_lock:
-                    batch, self._pending = self._pending, []
-                self._commit(batch)
+                raise QueueUnavailable(f"{self.path}: no answer from the group commit in time")
         if item.error is not None:
             raise item.error
         if item.engine == "sqlite" and item.result and item.result.status is Enqueued.NEW:
@@ -390,8 +444,20 @@ class SQLiteQueue:
     def _commit(self, batch: list[_Pending]) -> None:
         now = time.time()
         try:
-            with self._transaction() as conn:
-                results = [self._write(conn, item, now) for item in batch]
+            try:
+                conn = self._connection()
+                # Wait for another process's write lock only as long as the most pressed
+                # caller in the batch can.
+                budget = min(item.deadline for item in batch) - time.monotonic()
+                conn.execute(f"PRAGMA busy_timeout={max(1, int(budget * 1000))}")
+            except sqlite3.Error as error:
+                raise QueueUnavailable(f"{self.path}: {error}") from error
+            try:
+                with self._transaction() as conn:
+                    results = [self._write(conn, item, now) for item in batch]
+            finally:
+                with contextlib.suppress(sqlite3.Error):  # the connection's usual patience
+                    conn.execute(f"PRAGMA busy_timeout={int(self.busy_timeout_ms)}")
         except Exception as error:
             failure = (
                 error
@@ -400,9 +466,11 @@ class SQLiteQueue:
             )
             for item in batch:
                 item.error, item.done = failure, True
+                item.finished.set()
             return
         for item, result in zip(batch, results, strict=True):
             item.result, item.done = result, True
+            item.finished.set()
 
     def _write(self, conn: sqlite3.Connection, item: _Pending, now: float) -> EnqueueResult | None:
         if item.rejection is not None:
@@ -685,7 +753,8 @@ class SQLiteQueue:
     # -- the store side, for deliveries that a broker carries --------------------------------
 
     def reserve(self, delivery: Delivery, engine: str) -> EnqueueResult:
-        result = self._submit(_Pending(delivery=delivery, engine=engine))
+        """Dedupe and record a delivery a broker carries (the store side of broker queues)."""
+        result = self._submit(_Pending(self._deadline(), delivery=delivery, engine=engine))
         assert result is not None  # a delivery always gets a result
         return result
 
