@@ -247,3 +247,40 @@ def test_a_handler_timeout_of_its_own_wins_for_its_deliveries(tmp_path: Path) ->
     assert guard.attempt_timeout("fast") == 5
     with pytest.raises(ConfigurationError, match="timeout must be a positive"):
         guard.add_handler(lambda d: None, timeout=0)
+
+
+def test_a_failed_heartbeat_is_retried_so_the_lease_is_not_lost(tmp_path: Path) -> None:
+    """Two heartbeats fail (a busy database): later ones still extend the lease, so a second
+    worker cannot claim the delivery while its handler runs."""
+    from webhook_guard.core.consumer import _Heartbeat
+    from webhook_guard.exceptions import QueueUnavailable
+
+    guard = guard_on(tmp_path / "q.db", "hooks")
+    send(guard, {"event": "x"})
+    queue = guard.queue
+    claimed = queue.claim(0.6, ["hooks"])  # type: ignore[attr-defined]
+    assert claimed is not None
+
+    class BusyAtFirst:
+        """The real queue, except that its first two heartbeats fail as a locked database
+        would (a stand-in: holding SQLite's lock at exactly those moments is not repeatable)."""
+
+        failures = 2
+
+        def heartbeat(self, claim: Any, lease: float) -> bool:
+            if self.failures:
+                self.failures -= 1
+                raise QueueUnavailable("database is locked")
+            return bool(queue.heartbeat(claim, lease))  # type: ignore[attr-defined]
+
+        def close(self) -> None:
+            queue.close()
+
+    beat = _Heartbeat(BusyAtFirst(), claimed, 0.6)  # type: ignore[arg-type]
+    try:
+        deadline = time.monotonic() + 1.5
+        while time.monotonic() < deadline:
+            assert queue.claim(0.6, ["hooks"]) is None, "the lease was lost"  # type: ignore[attr-defined]
+            time.sleep(0.05)
+    finally:
+        beat.stop()
