@@ -134,3 +134,43 @@ def test_replay_says_whether_a_worker_will_run_the_deliveries(tmp_path: Path) ->
         _, errors = worker.communicate(timeout=30)
     assert worker.returncode == 0, errors
     assert "stopped" in errors
+
+
+HANGING = """
+import os, threading
+from webhook_guard import Guard
+
+hooks = Guard("{secret}", endpoint="hooks", queue="q.db", worker="external")
+
+
+@hooks.on()
+def hang(delivery):
+    open(os.environ["HANDLED_LOG"], "a").write("started\\n")
+    threading.Event().wait()  # never returns
+"""
+
+
+def test_a_second_sigterm_stops_a_worker_stuck_in_a_handler_at_once(tmp_path: Path) -> None:
+    """SIGTERM waits for the delivery in hand; a second SIGTERM ends the worker at once with a
+    non-zero status (the lease then gives the delivery back)."""
+    (tmp_path / "stuck.py").write_text(textwrap.dedent(HANGING.format(secret=SECRET)))
+    env = {**os.environ, "HANDLED_LOG": str(tmp_path / "handled.log")}
+    guard = Guard(SECRET, endpoint="hooks", queue=str(tmp_path / "q.db"), worker="external")
+    deliver(guard, {"n": 1})
+    worker = subprocess.Popen(
+        [CLI, "worker", "stuck"], cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not (tmp_path / "handled.log").exists():
+            assert time.monotonic() < deadline, "the handler never started"
+            time.sleep(0.05)
+        worker.send_signal(signal.SIGTERM)
+        time.sleep(0.5)
+        assert worker.poll() is None, "the first SIGTERM waits for the handler in hand"
+        worker.send_signal(signal.SIGTERM)
+        _, errors = worker.communicate(timeout=10)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+    assert worker.returncode == 128 + signal.SIGTERM and "stopped at once" in errors
