@@ -281,20 +281,30 @@ def _prepare_frameworks(guards: Sequence[Guard], modules: Sequence[ModuleType]) 
 
 
 def _run_worker(args: argparse.Namespace) -> int:
-    from webhook_guard.core.queue import store_key
-    from webhook_guard.worker import Worker
-
     if args.threads < 1:
         raise UsageError("--threads must be at least 1")
     guards, _ = load_targets(args.targets)
+    try:
+        return run_workers(guards, threads=args.threads, burst=args.burst, lease=args.lease)
+    except WebhookGuardError as error:
+        raise UsageError(str(error)) from error
+
+
+def run_workers(
+    guards: Sequence[Guard], *, threads: int = 1, burst: bool = False, lease: float | None = None
+) -> int:
+    """Consume the stores of ``guards`` in this process (one Worker per store, ``threads``
+    threads each) until SIGTERM/SIGINT (a second one stops at once) or, with ``burst``, until
+    nothing is due. Returns the exit status: 0 for a requested stop, 1 when a consumer thread
+    ended unasked. What ``webhook-guard worker`` and ``manage.py webhook_guard_worker`` run."""
+    from webhook_guard.core.queue import store_key
+    from webhook_guard.worker import Worker
+
     by_store: dict[str, list[Guard]] = {}
     for guard in guards:
         by_store.setdefault(store_key(guard.queue), []).append(guard)
-    try:
-        workers = [Worker(*group, lease_seconds=args.lease) for group in by_store.values()]
-    except WebhookGuardError as error:
-        raise UsageError(str(error)) from error
-    if args.burst:
+    workers = [Worker(*group, lease_seconds=lease) for group in by_store.values()]
+    if burst:
         done = sum(worker.drain(timeout=float("inf")) for worker in workers)
         print(f"processed {done} attempt(s); nothing left due", file=sys.stderr)
         return 0
@@ -311,24 +321,23 @@ def _run_worker(args: argparse.Namespace) -> int:
     for worker in workers:
         served = ", ".join(sorted(worker.guards()))
         print(
-            f"webhook-guard worker: endpoints {served} on {worker.queue!r}, "
-            f"{args.threads} thread(s)",
+            f"webhook-guard worker: endpoints {served} on {worker.queue!r}, {threads} thread(s)",
             file=sys.stderr,
         )
-    threads = [
+    running = [
         threading.Thread(target=worker.run, args=(stop,), daemon=True)
         for worker in workers
-        for _ in range(args.threads)
+        for _ in range(threads)
     ]
-    for thread in threads:
+    for thread in running:
         thread.start()
-    while all(t.is_alive() for t in threads) and not stop.is_set():
-        threads[0].join(0.2)
+    while all(t.is_alive() for t in running) and not stop.is_set():
+        running[0].join(0.2)
     if not stop.is_set():
         # A consumer thread ended without being asked: a supervisor must restart us.
         print("webhook-guard worker: a consumer thread stopped unexpectedly", file=sys.stderr)
         return 1
-    for thread in threads:
+    for thread in running:
         thread.join()
     print("webhook-guard worker: stopped", file=sys.stderr)
     return 0

@@ -154,3 +154,18 @@ def test_messages_never_contain_the_secret(tmp_path: Path) -> None:
     with override_settings(WEBHOOK_GUARD=setting):
         messages = run_checks(tags=[checks.TAG])
     assert messages and all("hunter2" not in str(m) for m in messages)
+
+
+def test_e006_two_endpoints_with_one_name_on_one_store(tmp_path: Path) -> None:
+    """Two ENDPOINTS that would share an endpoint name on one database are E006; the default
+    name (the path) keeps them apart, and another database is another store."""
+    db = str(tmp_path / "q.db")
+    both = {
+        "/orders": {"SECRET": "s", "DB": db, "ENDPOINT": "shop"},
+        "/github": {"SECRET": "s", "DB": db, "ENDPOINT": "shop"},
+    }
+    assert ids(WEBHOOK_GUARD={"ENDPOINTS": both}) == ["webhook_guard.E006"]
+    apart = {path: {"SECRET": "s", "DB": db} for path in ("/orders", "/github")}
+    assert ids(WEBHOOK_GUARD={"ENDPOINTS": apart}) == []
+    elsewhere = dict(both, **{"/github": {"SECRET": "s", "DB": db + "2", "ENDPOINT": "shop"}})
+    assert ids(WEBHOOK_GUARD={"ENDPOINTS": elsewhere}) == []

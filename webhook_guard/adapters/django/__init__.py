@@ -30,7 +30,7 @@ except ImportError as error:  # pragma: no cover - exercised only without the ex
         "webhook_guard.adapters.django needs Django: pip install 'webhook-guard[django]'"
     ) from error
 
-from webhook_guard.adapters.django.conf import conf
+from webhook_guard.adapters.django.conf import conf, prepare_worker
 from webhook_guard.adapters.django.middleware import WebhookGuardMiddleware
 
-__all__ = ["WebhookGuardMiddleware", "conf"]
+__all__ = ["WebhookGuardMiddleware", "conf", "prepare_worker"]

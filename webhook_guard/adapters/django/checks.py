@@ -13,6 +13,8 @@ webhook_guard.E004     an endpoint's queue cannot work: unsupported queue URL, o
 webhook_guard.E005     ``WEBHOOK_GUARD`` is malformed: not a dict, no ``ENDPOINTS`` dict, a path
                        not starting with "/", an endpoint that does not import, is not a Guard
                        or has an invalid value; or it is missing while the middleware is installed
+webhook_guard.E006     two endpoints have the same endpoint name on the same store (deliveries are
+                       dispatched by endpoint name, so one would run the other's handlers)
 webhook_guard.W001     an endpoint's cap is above ``DATA_UPLOAD_MAX_MEMORY_SIZE``: under ASGI,
                        Django refuses (413) bodies above the smaller of the two
 =====================  ===================================================================
@@ -31,7 +33,7 @@ from django.core.checks import CheckMessage, Error, Warning
 
 from webhook_guard.adapters.django.conf import SETTING, build_guard, conf, guard_config, handlers
 from webhook_guard.core.guard import Guard
-from webhook_guard.core.queue import Queue
+from webhook_guard.core.queue import Queue, store_key
 from webhook_guard.core.schemes import get_scheme
 from webhook_guard.exceptions import ConfigurationError, MissingSecret
 from webhook_guard.queues import open_queue
@@ -45,6 +47,7 @@ CHECK_IDS = {
     "E003": "middleware order",
     "E004": "queue unusable",
     "E005": "malformed WEBHOOK_GUARD",
+    "E006": "duplicate endpoint name on one store",
     "W001": "cap above DATA_UPLOAD_MAX_MEMORY_SIZE",
 }
 OUR_MIDDLEWARE = (
@@ -110,22 +113,54 @@ def check_endpoints(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage
             )
         ]
     messages: list[CheckMessage] = []
+    names: dict[tuple[str, str], tuple[str, object]] = {}  # (store, endpoint) -> (path, source)
     for path, endpoint in endpoints.items():
         where = f"{SETTING}['ENDPOINTS'][{path!r}]"
         if not isinstance(path, str) or not path.startswith("/"):
             messages.append(_error("E005", f"{where}: a path should be a string starting with /."))
-        elif isinstance(endpoint, Mapping):
+            continue
+        if isinstance(endpoint, Mapping):
             messages += _check_dict(path, where, endpoint)
+            name = _dict_name(path, endpoint)
+            source: object = endpoint
         else:
             try:
                 guard = build_guard(path, endpoint)
             except MissingSecret as error:  # the dotted path's Guard was built without one
                 messages.append(_error("E001", f"{where}: {error}"))
-            except (ConfigurationError, ImportError, AttributeError, ValueError) as error:
+                continue
+            except ConfigurationError as error:
+                code = "E006" if "two Guards with endpoint" in str(error) else "E005"
+                messages.append(_error(code, f"{where}: {error}"))
+                continue
+            except (ImportError, AttributeError, ValueError) as error:
                 messages.append(_error("E005", f"{where}: {error}"))
-            else:
-                messages += _check_guard(where, guard)
+                continue
+            messages += _check_guard(where, guard)
+            name, source = (store_key(guard.queue), guard.endpoint), guard
+        if name is None:
+            continue
+        seen = names.setdefault(name, (path, source))
+        if seen[1] is not source:
+            messages.append(
+                _error(
+                    "E006",
+                    f"{where} and {SETTING}['ENDPOINTS'][{seen[0]!r}] both use endpoint name "
+                    f"{name[1]!r} on one store.",
+                    hint='Give each its own "ENDPOINT" (or endpoint=): deliveries are dispatched '
+                    "by endpoint name.",
+                )
+            )
     return messages
+
+
+def _dict_name(path: str, endpoint: Mapping[str, Any]) -> tuple[str, str] | None:
+    """(store, endpoint name) a dict endpoint will use, or None if its settings are invalid."""
+    try:
+        config = guard_config(path, endpoint)
+        return store_key(open_queue(config.queue)), config.endpoint
+    except (ConfigurationError, ValueError, TypeError):
+        return None
 
 
 def _check_dict(path: str, where: str, endpoint: Mapping[str, Any]) -> list[CheckMessage]:

@@ -18,19 +18,29 @@ time a request reaches its path, and again only when the object under that path 
 from __future__ import annotations
 
 import atexit
+import contextlib
 import pkgutil
 import threading
-from collections.abc import Mapping
+import types
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
+from django.db import close_old_connections
 
 from webhook_guard.core.config import GuardConfig
 from webhook_guard.core.guard import Guard, Handler
 from webhook_guard.exceptions import ConfigurationError
 
-__all__ = ["SETTING", "WebhookGuardSettings", "build_guard", "conf"]
+__all__ = [
+    "SETTING",
+    "WebhookGuardSettings",
+    "build_guard",
+    "conf",
+    "django_connections",
+    "prepare_worker",
+]
 
 SETTING = "WEBHOOK_GUARD"
 HANDLERS_KEY = "HANDLERS"
@@ -77,12 +87,44 @@ class WebhookGuardSettings:
                     self._guards[path] = cached
         return cached[1]
 
+    def start_consumers(self) -> None:
+        """Start the embedded consumers of every endpoint's store in this process (the
+        middleware calls it on the first request of any path)."""
+        for path in list(self.endpoints):
+            try:
+                guard = self.guard_for(path)
+            except ImproperlyConfigured:
+                continue  # that endpoint answers with its own error; the others still start
+            if guard is not None and guard.config.worker == "embedded":
+                guard.ensure_worker()
+
+
+@contextlib.contextmanager
+def django_connections() -> Iterator[None]:
+    """Around each handler, what Django's request cycle does around each request: close the
+    database connections that are unusable or past ``CONN_MAX_AGE``, so a long-running worker
+    never reuses a dead one."""
+    close_old_connections()
+    try:
+        yield
+    finally:
+        close_old_connections()
+
+
+def prepare_worker(guards: Sequence[Guard], modules: Sequence[types.ModuleType]) -> None:
+    """For ``webhook-guard worker``: once Django is configured, every Guard's handlers run with
+    Django's connection handling."""
+    if settings.configured:
+        for guard in guards:
+            guard.add_handler_context(django_connections)
+
 
 def _new_guard(path: str, endpoint: object) -> Guard:
     try:
         guard = build_guard(path, endpoint)
     except (ConfigurationError, ImportError, AttributeError, ValueError, TypeError) as error:
         raise ImproperlyConfigured(f"{SETTING}['ENDPOINTS'][{path!r}]: {error}") from error
+    guard.add_handler_context(django_connections)
     if guard.config.worker == "embedded":
         # gunicorn workers run atexit on SIGTERM: let the worker finish the delivery in hand.
         atexit.register(guard.stop_worker)

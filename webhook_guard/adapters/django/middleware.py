@@ -13,6 +13,8 @@ body; ``request.body`` is read after a Content-Length pre-check and held to the 
 
 from __future__ import annotations
 
+import logging
+import os
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -29,6 +31,7 @@ from webhook_guard.exceptions import IncompleteBody, PayloadTooLarge
 
 __all__ = ["WebhookGuardMiddleware", "read_body", "render"]
 
+logger = logging.getLogger("webhook_guard")
 GetResponse = Callable[[HttpRequest], Any]
 ORDER_HINT = (
     "the request body was read before WebhookGuardMiddleware ran: put "
@@ -51,6 +54,7 @@ class WebhookGuardMiddleware:
     def __call__(self, request: HttpRequest) -> HttpResponseBase | Awaitable[HttpResponseBase]:
         if self.async_mode:
             return self.__acall__(request)
+        _start_consumers()
         guard = conf.guard_for(request.path_info)
         if guard is None:
             response: HttpResponseBase = self.get_response(request)
@@ -58,11 +62,29 @@ class WebhookGuardMiddleware:
         return render(answer(guard, _DjangoRequest(request)), request)
 
     async def __acall__(self, request: HttpRequest) -> HttpResponseBase:
+        _start_consumers()
         guard = conf.guard_for(request.path_info)
         if guard is None:
             response: HttpResponseBase = await self.get_response(request)
             return response
         return render(await answer_async(guard, _AsyncDjangoRequest(request)), request)
+
+
+_started_in: int | None = None  # the pid whose consumers the first request started
+
+
+def _start_consumers() -> None:
+    """The first request of any path starts every endpoint's embedded consumer in this process
+    (never the import: gunicorn --preload forks after it). Secondary work: never fails a
+    request."""
+    global _started_in
+    if _started_in == os.getpid():
+        return
+    _started_in = os.getpid()
+    try:
+        conf.start_consumers()
+    except Exception:
+        logger.exception("webhook_guard: starting the embedded consumers failed")
 
 
 class _DjangoRequest:

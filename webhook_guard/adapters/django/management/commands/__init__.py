@@ -1,0 +1,1 @@
+"""``manage.py webhook_guard_worker``."""
