@@ -7,7 +7,10 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import time
 from pathlib import Path
+
+import pytest
 
 from tests.contract import SECRET, contract_guard
 from webhook_guard.core.guard import Guard
@@ -114,3 +117,40 @@ def test_every_request_is_answered_within_the_budget_while_another_process_holds
         answers
     )
     assert guard.queue.rejections_dropped >= 1  # type: ignore[attr-defined]
+
+
+@pytest.mark.slow
+def test_a_delivery_arriving_during_a_big_purge_gets_its_200(tmp_path: Path) -> None:
+    """A purge of 300 000 old processed deliveries works in short transactions: deliveries sent
+    meanwhile, on a store that waits at most 0.5 s for the lock, all get 200 while it runs."""
+    import threading
+
+    from webhook_guard.queues.sqlite import SQLiteQueue
+
+    db = tmp_path / "q.db"
+    guard = contract_guard("cloudaipilot", SQLiteQueue(db, busy_timeout_ms=500))
+    assert post(guard, 0)[0] == 200  # the schema
+    old = time.time() - 90 * 86400
+    with sqlite3.connect(db) as conn:
+        conn.executemany(
+            "INSERT INTO deliveries (id, endpoint, scheme, received_at, headers, body,"
+            " body_sha256, status, run_at, updated_at) VALUES (?, 'default', 'cloudaipilot', ?,"
+            " '[]', x'7b7d', '', 'processed', ?, ?)",
+            ((f"old{i:07d}", old, old, old) for i in range(300_000)),
+        )
+        conn.executemany(
+            "INSERT INTO attempts (delivery_id, attempt, started_at, finished_at, outcome)"
+            " VALUES (?, 1, ?, ?, 'processed')",
+            ((f"old{i:07d}", old, old) for i in range(300_000)),
+        )
+    purged: list[int] = []
+    purger = threading.Thread(target=lambda: purged.append(SQLiteQueue(db).purge()))
+    purger.start()
+    answers = []
+    while purger.is_alive() and len(answers) < 20:
+        answers.append((post(guard, len(answers) + 1)[0], purger.is_alive()))
+        time.sleep(0.05)
+    purger.join(120)
+    assert answers and all(status == 200 for status, _ in answers), answers
+    assert answers[0][1], "the purge was still running while deliveries were stored"
+    assert purged == [300_000]

@@ -69,6 +69,11 @@ logger = logging.getLogger("webhook_guard.queues")
 BUSY_TIMEOUT_MS = 5000
 # Recording a rejection waits at most this long for the store; then it is dropped (and counted).
 REJECTION_BUDGET_SECONDS = 0.05
+# Maintenance (purge) holds the write lock this long at most per transaction (a little more for
+# the first chunk), then pauses longer than SQLite's longest busy-handler sleep (100 ms), so a
+# writer waiting for the lock gets it between chunks.
+PURGE_TRANSACTION_SECONDS = 0.03
+PURGE_PAUSE_SECONDS = 0.12
 
 
 _SCHEMA = """
@@ -824,27 +829,59 @@ class SQLiteQueue:
         older_than: float = DEFAULT_RETENTION_SECONDS,
         max_rejections: int = DEFAULT_MAX_REJECTIONS,
     ) -> int:
-        """Forget processed deliveries and rejections older than ``older_than`` seconds, and
-        expired dedupe keys. Queued, retrying and dead deliveries are kept until replayed."""
+        """Forget processed (and ignored) deliveries and rejections older than ``older_than``
+        seconds, and expired dedupe keys. Queued, retrying and dead deliveries are kept until
+        replayed. Works in short transactions (``PURGE_TRANSACTION_SECONDS`` each, with a pause
+        between them), so a delivery arriving meanwhile is stored at its usual latency."""
         cutoff = time.time() - older_than
-        with self._transaction() as conn:
-            conn.execute(
-                "DELETE FROM attempts WHERE delivery_id IN (SELECT id FROM deliveries"
-                " WHERE status IN ('processed', 'ignored') AND updated_at < ?)",
-                (cutoff,),
-            )
-            gone = conn.execute(
-                "DELETE FROM deliveries WHERE status IN ('processed', 'ignored')"
-                " AND updated_at < ?",
-                (cutoff,),
-            ).rowcount
-            gone += conn.execute("DELETE FROM rejections WHERE received_at < ?", (cutoff,)).rowcount
-            gone += conn.execute(
-                "DELETE FROM rejections WHERE id <= (SELECT MAX(id) FROM rejections) - ?",
-                (max_rejections,),
-            ).rowcount
-            conn.execute("DELETE FROM dedupe WHERE expires_at < ?", (time.time(),))
-        return gone
+        gone = self._purge_in_chunks(
+            "SELECT id FROM deliveries WHERE status IN ('processed', 'ignored')"
+            " AND updated_at < ? LIMIT ?",
+            (cutoff,),
+            (
+                "DELETE FROM attempts WHERE delivery_id IN ({ids})",
+                "DELETE FROM deliveries WHERE id IN ({ids})",
+            ),
+        )
+        gone += self._purge_in_chunks(
+            "SELECT id FROM rejections WHERE received_at < ?"
+            " OR id <= (SELECT MAX(id) FROM rejections) - ? LIMIT ?",
+            (cutoff, max_rejections),
+            ("DELETE FROM rejections WHERE id IN ({ids})",),
+        )
+        while True:  # expired dedupe keys, by primary key, a chunk per transaction
+            with self._transaction() as conn:
+                expired = conn.execute(
+                    "DELETE FROM dedupe WHERE (endpoint, key) IN (SELECT endpoint, key FROM"
+                    " dedupe WHERE expires_at < ? LIMIT 2000)",
+                    (time.time(),),
+                ).rowcount
+            if expired < 2000:
+                return gone
+            time.sleep(PURGE_PAUSE_SECONDS)
+
+    def _purge_in_chunks(
+        self, select: str, params: tuple[Any, ...], deletes: tuple[str, ...]
+    ) -> int:
+        """Delete what ``select`` finds, a chunk per transaction: each chunk is sized to take
+        about ``PURGE_TRANSACTION_SECONDS``, and the write lock is left free between chunks
+        long enough for a waiting writer's busy handler to take it."""
+        chunk, total = 500, 0
+        while True:
+            started = time.monotonic()
+            with self._transaction() as conn:
+                keys = [row[0] for row in conn.execute(select, (*params, chunk))]
+                if keys:
+                    marks = ",".join("?" * len(keys))
+                    for delete in deletes:
+                        conn.execute(delete.format(ids=marks), keys)
+            total += len(keys)
+            if len(keys) < chunk:
+                return total
+            took = time.monotonic() - started
+            # Aim each transaction at the budget: grow fast chunks, shrink slow ones.
+            chunk = max(50, min(20_000, int(chunk * PURGE_TRANSACTION_SECONDS / max(took, 1e-4))))
+            time.sleep(PURGE_PAUSE_SECONDS)
 
     def consumer_seen(self, consumer_id: str, endpoints: Collection[str]) -> None:
         """A consumer says it is alive and which endpoints it serves (every few seconds), so
