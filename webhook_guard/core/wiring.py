@@ -9,8 +9,8 @@ at ``url``, ``WEBHOOK_GUARD_DB`` or ``./webhook_guard.db``.
 
 Backends are named here by module, as entry points would name them, and imported only when a
 URL names them: the core depends on no backend, and no engine is imported unless it is used.
-One SQLite file gets one queue object per process, so every Guard on it shares its group
-commit and its consumer.
+One SQLite file gets one queue object per process (while a Guard uses it), so every Guard on it
+shares its group commit and its consumer.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from __future__ import annotations
 import importlib
 import os
 import threading
+import weakref
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -40,7 +41,9 @@ ENGINES = {
 REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 
 _sqlite_lock = threading.Lock()
-_sqlite_queues: dict[tuple[str, str], Any] = {}
+# Weak: a queue (and its connections) lives as long as a Guard uses it, so an app-factory test
+# suite with a database per test does not keep every old file open.
+_sqlite_queues: weakref.WeakValueDictionary[tuple[str, str], Any] = weakref.WeakValueDictionary()
 
 
 def open_queue(url: str | None = None) -> Queue:
