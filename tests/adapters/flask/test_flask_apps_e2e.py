@@ -173,16 +173,22 @@ def test_two_routes_on_one_store_embedded(tmp_path: Path, server: tuple[str, ...
         assert_each_ran_once_with_its_own_handler(tmp_path, owners)
 
 
-def test_two_routes_on_one_store_external_worker(tmp_path: Path) -> None:
-    """WEBHOOK_GUARD_WORKER=external: gunicorn only receives; `webhook-guard worker shop` runs
-    each delivery with its own Guard's handler inside the app context."""
+@pytest.mark.parametrize(
+    "targets", [("shop",), ("shop:orders", "shop:github")], ids=["module", "two-guards"]
+)
+def test_two_routes_on_one_store_external_worker(
+    tmp_path: Path, targets: tuple[str, ...]
+) -> None:
+    """WEBHOOK_GUARD_WORKER=external: gunicorn only receives; `webhook-guard worker shop` (or
+    `shop:orders shop:github`) runs each delivery with its own Guard's handler inside the app
+    context."""
     env, port = write_app(tmp_path), free_port()
     with gunicorn(tmp_path, {**env, "WEBHOOK_GUARD_WORKER": "external"}, port):
         owners = send_both(port)
         time.sleep(1.0)
         assert rows(tmp_path) == [], "an external-worker server ran handlers itself"
         worker = subprocess.Popen(
-            [str(BIN / "webhook-guard"), "worker", "shop"],
+            [str(BIN / "webhook-guard"), "worker", *targets],
             cwd=tmp_path,
             env=env,
             stderr=subprocess.PIPE,
