@@ -16,6 +16,7 @@ import pytest
 flask = pytest.importorskip("flask")
 
 from tests.contract import SECRET  # noqa: E402
+from tests.servers import wait_until  # noqa: E402
 from webhook_guard.adapters.flask import (  # noqa: E402
     WebhookGuard,
     bind_guard,
@@ -300,3 +301,16 @@ def test_the_worker_says_when_no_app_serves_a_guard(
     with caplog.at_level(logging.WARNING, logger="webhook_guard"):
         prepare_worker([guard], [types.ModuleType("empty")])
     assert "no Flask app found serving <Guard endpoint='lonely'" in caplog.text
+
+
+def test_a_webhook_request_starts_the_consumer_on_every_flask(tmp_path: Path) -> None:
+    """Where Flask has no signals (2.2 without blinker) the webhook's own request starts the
+    consumer, and its handler runs there in the app context."""
+    seen: list[str] = []
+    app, guard = decorated_app(tmp_path, seen, worker="embedded")
+    try:
+        assert post(app).status_code == 200
+        assert guard.worker_running
+        assert wait_until(lambda: seen == ["acme"], limit=10)
+    finally:
+        guard.stop_worker()
