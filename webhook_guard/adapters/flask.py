@@ -21,9 +21,11 @@ Werkzeug 3.1 silently truncates an oversized chunked body to ``MAX_CONTENT_LENGT
 
 Handlers run inside the application context of the app that serves their Guard (``current_app``,
 its config, Flask-SQLAlchemy), in the embedded consumer and in ``webhook-guard worker`` (which
-finds the app in the module it imports: ``prepare_worker``). The store's consumer starts with the
-first request of any path the app serves, never at import (gunicorn ``--preload`` forks after
-import).
+finds the app among the globals of the modules it imports: ``prepare_worker``). A Guard belongs
+to one app: a second live app serving it is a ``ConfigurationError``. The store's consumer
+starts with the first request of any path the app serves (Flask's ``request_started`` signal;
+on Flask 2.2 without blinker, the extension's ``before_request`` or the webhook's own request),
+never at import or in ``init_app`` (gunicorn ``--preload`` forks after import).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ import functools
 import gc
 import logging
 import sys
+import threading
 import types
 import weakref
 from collections.abc import Callable, Sequence
@@ -144,24 +147,31 @@ def bind_guard(app: flask.Flask, guard: Guard) -> None:
     handlers can run in one app's context only.
     """
     context: AppContext | None = getattr(guard, _CONTEXT_ATTRIBUTE, None)
-    if context is None:
-        context = AppContext(app)
-        setattr(guard, _CONTEXT_ATTRIBUTE, context)
-        guard.add_handler_context(context)
-        return
-    bound = context.app
-    if bound is app:
-        return
-    if bound is not None:
-        gc.collect()  # an app only cyclic garbage still holds is no app in use
+    if context is not None and context.app is app:
+        return  # every request after the first
+    with _binding_lock:  # gthread: two first requests must not bind twice
+        context = getattr(guard, _CONTEXT_ATTRIBUTE, None)
+        if context is None:
+            context = AppContext(app)
+            setattr(guard, _CONTEXT_ATTRIBUTE, context)
+            guard.add_handler_context(context)
+            return
         bound = context.app
-    if bound is not None:
-        raise ConfigurationError(
-            f"{guard!r} is served by two Flask apps ({bound.name!r} and {app.name!r}); its "
-            "handlers can run in one app's context only: give each app its own Guard (with its "
-            "own endpoint=), e.g. build it in the app factory or use WebhookGuard.init_app"
-        )
-    context.move_to(app)
+        if bound is app:
+            return
+        if bound is not None:
+            gc.collect()  # an app only cyclic garbage still holds is no app in use
+            bound = context.app
+        if bound is not None:
+            raise ConfigurationError(
+                f"{guard!r} is served by two Flask apps ({bound.name!r} and {app.name!r}); its "
+                "handlers can run in one app's context only: give each app its own Guard (with "
+                "its own endpoint=), e.g. build it in the app factory or use WebhookGuard"
+            )
+        context.move_to(app)
+
+
+_binding_lock = threading.Lock()
 
 
 _CONTEXT_ATTRIBUTE = "_webhook_guard_flask_context"  # on a bound Guard: its AppContext
