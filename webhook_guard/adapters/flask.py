@@ -67,8 +67,12 @@ DEFAULT_PATH = "/webhook"
 EXTENSION_KEY = "webhook_guard"
 GUARD_ATTRIBUTE = "webhook_guard"  # on every view make_view builds: the Guard it serves
 # Every method reaches the view, so that a wrong one gets our JSON 405, not Flask's HTML one
-# (OPTIONS too: Flask's automatic OPTIONS answer is turned off for the view).
-_ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE"]
+# (OPTIONS too: Flask's automatic OPTIONS answer is turned off for the view). Werkzeug routes
+# by method, so a method listed nowhere (an invented one) still gets its HTML 405.
+_ALL_METHODS = [
+    *("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT"),
+    *("PROPFIND", "PROPPATCH", "MKCOL", "COPY", "MOVE", "LOCK", "UNLOCK", "SEARCH", "QUERY"),
+]
 
 
 def webhook(

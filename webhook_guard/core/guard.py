@@ -138,6 +138,11 @@ class Guard:
                 raise ConfigurationError(
                     "Guard: a queue URL goes in config.queue when config= is given"
                 )
+            if queue is not None and config.queue is not None:
+                raise ConfigurationError(
+                    f"Guard: queue= and config.queue ({config.queue!r}) both name a queue; "
+                    "pass one"
+                )
         else:
             config = _config_from_arguments(given, queue, scheme_object)
         self.config = config

@@ -122,9 +122,13 @@ def write_app(tmp_path: Path, source: str = APP) -> dict[str, str]:
 def gunicorn(
     tmp_path: Path, env: dict[str, str], port: int, *extra: str
 ) -> Iterator[subprocess.Popen[bytes]]:
-    """``gunicorn shop:app`` from ``tmp_path`` until the block ends."""
+    """``gunicorn shop:app`` (or, with ``"uvicorn"`` as ``extra``, uvicorn's WSGI interface) from
+    ``tmp_path`` until the block ends."""
     log = tmp_path / "server.log"
-    command = [str(BIN / "gunicorn"), "shop:app", "--bind", f"127.0.0.1:{port}", *extra]
+    if extra[:1] == ("uvicorn",):  # the same WSGI app under uvicorn's WSGI interface
+        command = [str(BIN / "uvicorn"), "shop:app", "--interface", "wsgi", "--port", str(port)]
+    else:
+        command = [str(BIN / "gunicorn"), "shop:app", "--bind", f"127.0.0.1:{port}", *extra]
     with open(log, "ab") as out:
         process = subprocess.Popen(
             command,
@@ -183,8 +187,8 @@ def assert_each_ran_once_with_its_own_handler(tmp_path: Path, owners: dict[str, 
 
 @pytest.mark.parametrize(
     "server",
-    [(), ("--worker-class", "gthread", "--threads", "4")],
-    ids=["sync", "gthread"],
+    [(), ("--worker-class", "gthread", "--threads", "4"), ("uvicorn",)],
+    ids=["gunicorn-sync", "gunicorn-gthread", "uvicorn-wsgi"],
 )
 def test_two_routes_on_one_store_embedded(tmp_path: Path, server: tuple[str, ...]) -> None:
     """Embedded consumer: each delivery (the retried one too) runs once, under its own route's
