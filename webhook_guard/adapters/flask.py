@@ -21,18 +21,25 @@ Werkzeug 3.1 silently truncates an oversized chunked body to ``MAX_CONTENT_LENGT
 
 Handlers run inside the application context of the app that serves their Guard (``current_app``,
 its config, Flask-SQLAlchemy), in the embedded consumer and in ``webhook-guard worker`` (which
-finds the app in the module it imports: ``prepare_worker``). The store's consumer starts with the
-first request of any path the app serves, never at import (gunicorn ``--preload`` forks after
-import).
+finds the app among the globals of the modules it imports: ``prepare_worker``). A Guard belongs
+to one app: a second live app serving it is a ``ConfigurationError``. The store's consumer
+starts with the first request of any path the app serves (Flask's ``request_started`` signal;
+on Flask 2.2 without blinker, the extension's ``before_request`` or the webhook's own request),
+never at import or in ``init_app`` (gunicorn ``--preload`` forks after import).
 """
 
 from __future__ import annotations
 
 import atexit
 import functools
+import gc
 import logging
+import sys
+import threading
 import types
+import weakref
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
 try:
@@ -47,7 +54,7 @@ from webhook_guard.core.body import check_buffered_body, read_wsgi_body
 from webhook_guard.core.config import GuardConfig
 from webhook_guard.core.guard import Guard, Handler, Outcome
 from webhook_guard.core.request import answer
-from webhook_guard.exceptions import IncompleteBody
+from webhook_guard.exceptions import ConfigurationError, IncompleteBody
 
 if TYPE_CHECKING:
     from flask.typing import ResponseReturnValue
@@ -85,10 +92,12 @@ def webhook(
 def make_view(guard: Guard) -> Callable[..., ResponseReturnValue]:
     """A Flask view that answers ``guard``'s webhook requests per the response contract."""
     if guard.config.worker == "embedded":
-        atexit.register(guard.stop_worker)
+        # Held weakly: a Guard of a discarded app (an app-factory test) must be able to go.
+        atexit.register(_stop_worker_at_exit, weakref.ref(guard))
     _start_with_any_request()
 
     def view(**_: Any) -> ResponseReturnValue:
+        # Raises ConfigurationError (a 500) when another live app serves this Guard already.
         bind_guard(flask.current_app._get_current_object(), guard)  # type: ignore[attr-defined]
         outcome = answer(guard, _FlaskRequest(flask.request))
         if outcome is None:  # the client hung up mid-body: nobody reads this answer
@@ -101,24 +110,75 @@ def make_view(guard: Guard) -> Callable[..., ResponseReturnValue]:
     return view
 
 
+def _stop_worker_at_exit(guard_ref: weakref.ref[Guard]) -> None:
+    guard = guard_ref()
+    if guard is not None:
+        guard.stop_worker()
+
+
+class AppContext:
+    """The handler context of a Guard served by a Flask view: its app's ``app_context()``.
+
+    The app is held weakly, so that a module-level Guard outlives the apps an app factory
+    builds one after another (tests); it moves to a new app only once the old one is gone.
+    """
+
+    def __init__(self, app: flask.Flask) -> None:
+        self._app = weakref.ref(app)
+
+    @property
+    def app(self) -> flask.Flask | None:
+        """The app whose context handlers run in (None once it is gone)."""
+        return self._app()
+
+    def move_to(self, app: flask.Flask) -> None:
+        """Run handlers in ``app``'s context from now on (the previous app is gone)."""
+        self._app = weakref.ref(app)
+
+    def __call__(self) -> AbstractContextManager[Any]:
+        app = self._app()
+        if app is None:
+            raise ConfigurationError(
+                "the Flask app that served this Guard is gone; its handlers need an app context"
+            )
+        return app.app_context()
+
+
 def bind_guard(app: flask.Flask, guard: Guard) -> None:
-    """Run ``guard``'s handlers inside ``app``'s application context (once per Guard). A Guard
-    served by two apps keeps the first: its handlers cannot run in both (logged)."""
-    bound: flask.Flask | None = getattr(guard, "_flask_app", None)
-    if bound is app:
-        return
-    if bound is not None:
-        logger.error(
-            "%r is served by two Flask apps (%s and %s); its handlers run in %s's context: "
-            "give each app its own Guard",
-            guard,
-            bound.name,
-            app.name,
-            bound.name,
-        )
-        return
-    guard._flask_app = app  # type: ignore[attr-defined]
-    guard.add_handler_context(app.app_context)
+    """Run ``guard``'s handlers inside ``app``'s application context (a no-op once bound).
+
+    Raises ``ConfigurationError`` when another live app serves ``guard`` already: its
+    handlers can run in one app's context only.
+    """
+    context: AppContext | None = getattr(guard, _CONTEXT_ATTRIBUTE, None)
+    if context is not None and context.app is app:
+        return  # every request after the first
+    with _binding_lock:  # gthread: two first requests must not bind twice
+        context = getattr(guard, _CONTEXT_ATTRIBUTE, None)
+        if context is None:
+            context = AppContext(app)
+            setattr(guard, _CONTEXT_ATTRIBUTE, context)
+            guard.add_handler_context(context)
+            return
+        bound = context.app
+        if bound is app:
+            return
+        if bound is not None:
+            gc.collect()  # an app only cyclic garbage still holds is no app in use
+            bound = context.app
+        if bound is not None:
+            raise ConfigurationError(
+                f"{guard!r} is served by two Flask apps ({bound.name!r} and {app.name!r}); its "
+                "handlers can run in one app's context only: give each app its own Guard (with "
+                "its own endpoint=), e.g. build it in the app factory or use WebhookGuard"
+            )
+        context.move_to(app)
+
+
+_binding_lock = threading.Lock()
+
+
+_CONTEXT_ATTRIBUTE = "_webhook_guard_flask_context"  # on a bound Guard: its AppContext
 
 
 def served_guards(app: flask.Flask) -> list[Guard]:
@@ -131,43 +191,103 @@ def served_guards(app: flask.Flask) -> list[Guard]:
     return found
 
 
+# app -> (how many views it had, the Guards they serve and that bound to it): what each request
+# of that app checks, recomputed only when a view is added.
+_started: weakref.WeakKeyDictionary[flask.Flask, tuple[int, list[Guard]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
 def _on_any_request(app: flask.Flask, **_: Any) -> None:
-    """The first request of any path: bind this app's Guards and start their store's consumer
-    (pid- and liveness-checked, so this costs a comparison afterwards)."""
-    for guard in served_guards(app):
-        bind_guard(app, guard)
-        if guard.config.worker == "embedded":
+    """Any request of ``app``: start its Guards' store consumers (pid- and liveness-checked, so
+    this costs a lookup and a comparison once they run). Never fails the request."""
+    views = len(app.view_functions)
+    cached = _started.get(app)
+    if cached is None or cached[0] != views:
+        guards = []
+        for guard in served_guards(app):
             try:
-                guard.ensure_worker()
-            except Exception:  # secondary work never fails the app's request
-                logger.exception("webhook_guard: starting the consumer of %r failed", guard)
+                bind_guard(app, guard)
+            except ConfigurationError as error:  # the webhook view itself answers 500
+                logger.error("webhook_guard: %s", error)
+                continue
+            guards.append(guard)
+        cached = _started[app] = (views, guards)
+    for guard in cached[1]:
+        try:
+            guard.ensure_worker()
+        except Exception:  # secondary work never fails the app's request
+            logger.exception("webhook_guard: starting the consumer of %r failed", guard)
+
+
+def _on_request_of_current_app() -> None:
+    """``before_request`` form of ``_on_any_request`` (Flask 2.2 without blinker)."""
+    _on_any_request(flask.current_app._get_current_object())  # type: ignore[attr-defined]
+
+
+def signals_available() -> bool:
+    """True when Flask's signals work (always from Flask 2.3; on 2.2 only with blinker)."""
+    return bool(getattr(flask.signals, "signals_available", True))
 
 
 _connected = False
 
 
 def _start_with_any_request() -> None:
-    """Listen to every app's ``request_started`` (a blinker signal; on Flask 2.2 without
-    blinker, the webhook view's own requests start the consumer instead)."""
+    """Listen to every app's ``request_started`` (a blinker signal). On Flask 2.2 without
+    blinker the extension uses ``before_request`` and the decorator's view starts the consumer
+    on its own requests."""
     global _connected
     if _connected:
         return
-    signals_available = getattr(flask.signals, "signals_available", True)
-    if signals_available:
+    if signals_available():
         flask.request_started.connect(_on_any_request)
     _connected = True
 
 
 def prepare_worker(guards: Sequence[Guard], modules: Sequence[types.ModuleType]) -> None:
     """For ``webhook-guard worker``: run each Guard's handlers in the context of the Flask app
-    (found in ``modules``) whose views serve it."""
-    wanted = {id(guard) for guard in guards}
+    whose views serve it, found among the globals of ``modules`` (then of every module loaded).
+
+    Raises ``ConfigurationError`` when two apps serve one Guard; a Guard no app serves is
+    logged (its handlers then run outside any app context).
+    """
+    missing = list(guards)
+    seen: set[int] = set()
+    for pool in (list(modules), [m for m in list(sys.modules.values()) if m is not None]):
+        for app in _apps_in(pool, seen):
+            for guard in served_guards(app):
+                if any(guard is g for g in guards):
+                    bind_guard(app, guard)
+                    missing = [g for g in missing if g is not guard]
+        if not missing:
+            return
+    for guard in missing:
+        logger.warning(
+            "webhook_guard: no Flask app found serving %r (define the app at module level in "
+            "a module the worker imports); its handlers run outside an app context",
+            guard,
+        )
+
+
+def _apps_in(modules: Sequence[types.ModuleType], seen: set[int]) -> list[flask.Flask]:
+    """The Flask apps among the modules' globals, each once across calls sharing ``seen``."""
+    apps = []
     for module in modules:
-        for value in list(vars(module).values()):
-            if isinstance(value, flask.Flask):
-                for guard in served_guards(value):
-                    if id(guard) in wanted:
-                        bind_guard(value, guard)
+        try:
+            values = list(vars(module).values())
+        except TypeError:  # a module stand-in without a __dict__
+            continue
+        for value in values:
+            try:
+                # A proxy's __class__ may be computed (Werkzeug's LocalProxy): it may raise.
+                is_app = isinstance(value, flask.Flask)
+            except Exception:
+                continue
+            if is_app and id(value) not in seen:
+                seen.add(id(value))
+                apps.append(value)
+    return apps
 
 
 class _FlaskRequest:
@@ -214,14 +334,26 @@ class WebhookGuard:
     ``_SCHEME``, ``_QUEUE`` / ``_DB``, ``_PATH`` (default ``/webhook``), ``_ENDPOINT`` (default:
     the path), ``_MAX_BODY_BYTES``, ``_TOLERANCE``, ``_WORKER``, ``_LEASE_SECONDS``,
     ``_HANDLER_TIMEOUT``, ``_INSECURE_DEV_MODE``; what is not set comes from the environment
-    (``WEBHOOK_GUARD_*``). Each app gets its own Guard, kept in ``app.extensions``; handlers
-    registered with ``on`` run for every app's Guard. Pass ``guard=`` to use a Guard you built
-    yourself (then only one app may use it).
+    (``WEBHOOK_GUARD_*``). ``prefix=`` reads another set of keys instead (two extensions on
+    one app: ``WebhookGuard(prefix="GITHUB_WEBHOOK_")`` reads ``GITHUB_WEBHOOK_SECRET``,
+    ``GITHUB_WEBHOOK_PATH``, ...).
+
+    Each app gets its own Guard, kept in ``app.extensions["webhook_guard"]`` (``guard_for``);
+    handlers registered with ``on`` run for every app's Guard, inside that app's context. Pass
+    ``guard=`` to use a Guard you built yourself (then one live app at a time may use it).
     """
 
-    def __init__(self, app: flask.Flask | None = None, *, guard: Guard | None = None) -> None:
+    def __init__(
+        self,
+        app: flask.Flask | None = None,
+        *,
+        guard: Guard | None = None,
+        prefix: str = CONFIG_PREFIX,
+    ) -> None:
         self._given = guard
-        self._guards: list[Guard] = []
+        self.prefix = prefix
+        # Held weakly: the Guard of an app that is gone (an app-factory test) frees its endpoint.
+        self._guards: list[weakref.ref[Guard]] = []
         self._handlers: list[tuple[Handler, tuple[str, ...], float | None]] = []
         if app is not None:
             self.init_app(app)
@@ -231,17 +363,30 @@ class WebhookGuard:
         """The Guard of the only app this extension serves (use ``guard_for`` with several)."""
         if self._given is not None:
             return self._given
-        if len(self._guards) != 1:
-            raise RuntimeError(
-                f"this WebhookGuard serves {len(self._guards)} apps: use hooks.guard_for(app)"
+        guards = self.guards
+        if not guards:
+            raise ConfigurationError("WebhookGuard.init_app(app) has not been called yet")
+        if len(guards) > 1:
+            raise ConfigurationError(
+                f"this WebhookGuard serves {len(guards)} apps, each with its own Guard: "
+                "use hooks.guard_for(app)"
             )
-        return self._guards[0]
+        return guards[0]
+
+    @property
+    def guards(self) -> list[Guard]:
+        """The Guard of every app this extension serves."""
+        if self._given is not None:
+            return [self._given]
+        return [g for g in (ref() for ref in self._guards) if g is not None]
 
     def guard_for(self, app: flask.Flask) -> Guard:
         """The Guard that serves ``app``."""
         state = app.extensions.get(EXTENSION_KEY)
         if not isinstance(state, AppState) or self not in state.by_extension:
-            raise RuntimeError(f"WebhookGuard.init_app() was not called for app {app.name!r}")
+            raise ConfigurationError(
+                f"WebhookGuard.init_app() was not called for app {app.name!r}"
+            )
         return state.by_extension[self]
 
     def on(
@@ -251,35 +396,36 @@ class WebhookGuard:
 
         def register(handler: Handler) -> Handler:
             self._handlers.append((handler, event_types, timeout))
-            for guard in self._all_guards():
+            for guard in self.guards:
                 guard.add_handler(handler, *event_types, timeout=timeout)
             return handler
 
         return register
 
-    def init_app(self, app: flask.Flask) -> None:
-        """Serve ``app``'s webhook path with a Guard built from ``app.config`` (or ``guard=``)."""
-        path = app.config.get(CONFIG_PREFIX + "PATH", DEFAULT_PATH)
+    def init_app(self, app: flask.Flask) -> Guard:
+        """Serve ``app``'s webhook path with a Guard built from ``app.config`` (or ``guard=``);
+        returns that Guard. Starts nothing: the app's first request starts the consumer."""
+        path = app.config.get(self.prefix + "PATH", DEFAULT_PATH)
         if self._given is not None:
-            if self._guards:
-                raise RuntimeError("a WebhookGuard built with guard= serves one app only")
             guard = self._given
         else:
-            settings = {CONFIG_PREFIX + "ENDPOINT": path, **app.config}
-            guard = Guard(config=GuardConfig.from_mapping(settings, prefix=CONFIG_PREFIX))
+            settings = {self.prefix + "ENDPOINT": path, **app.config}
+            guard = Guard(config=GuardConfig.from_mapping(settings, prefix=self.prefix))
             for handler, event_types, timeout in self._handlers:
                 guard.add_handler(handler, *event_types, timeout=timeout)
-        self._guards.append(guard)
+        bind_guard(app, guard)  # raises when another live app serves a guard= Guard
+        if self._given is None:
+            self._guards = [ref for ref in self._guards if ref() is not None]
+            self._guards.append(weakref.ref(guard))
         state = app.extensions.get(EXTENSION_KEY)
         if not isinstance(state, AppState):
             state = app.extensions[EXTENSION_KEY] = AppState()
         state.add(self, guard)
-        endpoint_name = "webhook_guard" if "webhook_guard" not in app.view_functions else None
-        app.add_url_rule(
-            path, endpoint_name or f"webhook_guard_{len(app.view_functions)}", make_view(guard),
-            methods=_ALL_METHODS,
-        )
-        bind_guard(app, guard)
-
-    def _all_guards(self) -> list[Guard]:
-        return [self._given] if self._given is not None else list(self._guards)
+        name = "webhook_guard"
+        if name in app.view_functions:
+            name = f"webhook_guard_{len(app.view_functions)}"
+        app.add_url_rule(path, name, make_view(guard), methods=_ALL_METHODS)
+        if not signals_available():
+            # Flask 2.2 without blinker: no request_started signal to start the consumer with.
+            app.before_request(_on_request_of_current_app)
+        return guard

@@ -82,14 +82,36 @@ def on_github(delivery):
 """
 
 
-def write_app(tmp_path: Path) -> dict[str, str]:
+EXTENSION_APP = """
+import os
+from flask import Flask, current_app
+from webhook_guard.adapters.flask import WebhookGuard
+
+hooks = WebhookGuard()
+
+
+@hooks.on("invoice.paid")
+def paid(delivery):
+    with open(os.environ["SHOP_LOG"], "a") as log:
+        log.write(current_app.config["SHOP_NAME"] + " " + delivery.id + "\\n")
+
+
+app = Flask(__name__)
+app.config["SHOP_NAME"] = "acme"
+app.config["WEBHOOK_GUARD_SECRET"] = os.environ["WEBHOOK_SECRET"]
+guard = hooks.init_app(app)
+"""
+
+
+def write_app(tmp_path: Path, source: str = APP) -> dict[str, str]:
     """The app module in ``tmp_path`` and the environment that serves it from there."""
-    (tmp_path / "shop.py").write_text(textwrap.dedent(APP))
+    (tmp_path / "shop.py").write_text(textwrap.dedent(source))
     env = {
         **os.environ,
         "WEBHOOK_SECRET": SECRET,
         "WEBHOOK_GUARD_DB": str(tmp_path / "webhooks.db"),
         "SHOP_DB": str(tmp_path / "shop.db"),
+        "SHOP_LOG": str(tmp_path / "handled.log"),
         "PYTHONPATH": str(tmp_path),
     }
     env.pop("WEBHOOK_GUARD_WORKER", None)
@@ -177,16 +199,22 @@ def test_two_routes_on_one_store_embedded(tmp_path: Path, server: tuple[str, ...
         assert_each_ran_once_with_its_own_handler(tmp_path, owners)
 
 
-def test_two_routes_on_one_store_external_worker(tmp_path: Path) -> None:
-    """WEBHOOK_GUARD_WORKER=external: gunicorn only receives; `webhook-guard worker shop` runs
-    each delivery with its own Guard's handler inside the app context."""
+@pytest.mark.parametrize(
+    "targets", [("shop",), ("shop:orders", "shop:github")], ids=["module", "two-guards"]
+)
+def test_two_routes_on_one_store_external_worker(
+    tmp_path: Path, targets: tuple[str, ...]
+) -> None:
+    """WEBHOOK_GUARD_WORKER=external: gunicorn only receives; `webhook-guard worker shop` (or
+    `shop:orders shop:github`) runs each delivery with its own Guard's handler inside the app
+    context."""
     env, port = write_app(tmp_path), free_port()
     with gunicorn(tmp_path, {**env, "WEBHOOK_GUARD_WORKER": "external"}, port):
         owners = send_both(port)
         time.sleep(1.0)
         assert rows(tmp_path) == [], "an external-worker server ran handlers itself"
         worker = subprocess.Popen(
-            [str(BIN / "webhook-guard"), "worker", "shop"],
+            [str(BIN / "webhook-guard"), "worker", *targets],
             cwd=tmp_path,
             env=env,
             stderr=subprocess.PIPE,
@@ -197,6 +225,27 @@ def test_two_routes_on_one_store_external_worker(tmp_path: Path) -> None:
         finally:
             worker.terminate()
             assert worker.wait(30) == 0
+
+
+@pytest.mark.parametrize("target", ["shop", "shop:guard"])
+def test_the_extension_form_with_the_external_worker(tmp_path: Path, target: str) -> None:
+    """The README's extension form: gunicorn only receives; `webhook-guard worker shop` (the
+    Guard init_app returned, a module global) runs the handler inside the app context."""
+    env, port = write_app(tmp_path, EXTENSION_APP), free_port()
+    log = tmp_path / "handled.log"
+    with gunicorn(tmp_path, {**env, "WEBHOOK_GUARD_WORKER": "external"}, port):
+        ids = [post(port, "/webhook", {"event": "invoice.paid", "n": i}) for i in range(2)]
+    assert not log.exists(), "an external-worker server ran handlers itself"
+    burst = subprocess.run(
+        [str(BIN / "webhook-guard"), "worker", "--burst", target],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert burst.returncode == 0, burst.stderr
+    assert sorted(log.read_text().split()) == sorted(["acme", "acme", *ids])
 
 
 def test_a_backlog_of_retries_runs_after_a_restart_on_a_health_check(tmp_path: Path) -> None:
