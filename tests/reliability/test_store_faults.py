@@ -154,3 +154,35 @@ def test_a_delivery_arriving_during_a_big_purge_gets_its_200(tmp_path: Path) -> 
     assert answers and all(status == 200 for status, _ in answers), answers
     assert answers[0][1], "the purge was still running while deliveries were stored"
     assert purged == [300_000]
+
+
+def _chattr(flag: str, *paths: Path) -> bool:
+    """``chattr`` the files (immutable: not writable even by root); False where it cannot."""
+    import shutil
+    import subprocess
+
+    if shutil.which("chattr") is None:
+        return False
+    result = subprocess.run(["chattr", flag, *map(str, paths)], capture_output=True)
+    return result.returncode == 0
+
+
+def test_a_connection_opened_while_the_file_was_read_only_heals(tmp_path: Path) -> None:
+    """A process that opened its connection while the database was read-only answers 503 then,
+    and 200 again once the file is writable, without a restart (its connection is reopened)."""
+    from webhook_guard.queues.sqlite import SQLiteQueue
+
+    db = tmp_path / "q.db"
+    first = contract_guard("cloudaipilot", SQLiteQueue(db), endpoint="first")
+    assert post(first, 1)[0] == 200
+    first.queue.checkpoint()  # type: ignore[attr-defined]
+    files = [p for p in (db, Path(f"{db}-wal"), Path(f"{db}-shm")) if p.exists()]
+    if not _chattr("+i", *files):
+        pytest.skip("needs chattr on an ext2/3/4 filesystem (root can write a chmod 444 file)")
+    try:
+        late = contract_guard("cloudaipilot", SQLiteQueue(db), endpoint="late")
+        assert post(late, 2)[0] == 503
+    finally:
+        _chattr("-i", *files)
+    status, delivery_id = post(late, 3)
+    assert status == 200 and late.queue.get(delivery_id) is not None  # type: ignore[attr-defined]

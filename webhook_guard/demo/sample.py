@@ -5,7 +5,9 @@ The sample-app contract (DESIGN.md): ``WEBHOOK_SECRET`` (required; several comma
 (``external`` leaves handlers to ``webhook-guard worker``). When ``SAMPLE_PROCESSED_LOG`` is set,
 the handler appends one JSON line per successful run; a body with ``"fail": N`` raises on its first
 N attempts and ``"fail": "always"`` dead-letters; ``"slow": S`` sleeps S seconds in its first
-attempt (for tests that kill a worker mid-handler). Retries are quick so that a demo stays short.
+attempt (for tests that kill a worker mid-handler); ``"raise": "SystemExit"`` (or
+``KeyboardInterrupt``, ``BaseException``) raises it and ``"hang": true`` never returns, in the
+first attempt. Retries are quick so that a demo stays short.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import threading
 import time
 from typing import Any
 
@@ -45,6 +48,7 @@ def sample_guard(environ: dict[str, str] | None = None) -> Guard:
             worker=config.worker,
             retry=SAMPLE_RETRY,
             lease_seconds=float(env.get("WEBHOOK_GUARD_LEASE_SECONDS", SAMPLE_LEASE_SECONDS)),
+            handler_timeout=config.handler_timeout,
         )
     )
     guard.add_handler(handle_sample_delivery)
@@ -57,6 +61,8 @@ def handle_sample_delivery(delivery: Delivery) -> None:
     slow = payload.get("slow")
     if isinstance(slow, (int, float)) and delivery.attempt == 1:
         time.sleep(slow)
+    if delivery.attempt == 1:
+        _misbehave_once(payload)
     fail = payload.get("fail")
     if fail == "always" or (isinstance(fail, int) and delivery.attempt <= fail):
         raise SampleFailure(f"asked to fail (fail={fail!r}, attempt {delivery.attempt})")
@@ -75,6 +81,24 @@ def handle_sample_delivery(delivery: Delivery) -> None:
             os.write(fd, (line + "\n").encode())
         finally:
             os.close(fd)
+
+
+# What a body's "raise" asks the first attempt to raise: the exceptions that end a thread.
+_RAISABLE: dict[str, type[BaseException]] = {
+    "SystemExit": SystemExit,
+    "KeyboardInterrupt": KeyboardInterrupt,
+    "BaseException": BaseException,
+}
+
+
+def _misbehave_once(payload: dict[str, Any]) -> None:
+    """``"raise": "SystemExit"`` (or ``KeyboardInterrupt``, ``BaseException``) raises it, and
+    ``"hang": true`` never returns: faults a worker must survive (tests/reliability)."""
+    raised = _RAISABLE.get(str(payload.get("raise")))
+    if raised is not None:
+        raise raised("raised on purpose by the sample handler")
+    if payload.get("hang") is True:
+        threading.Event().wait()
 
 
 def _json_object(body: bytes) -> dict[str, Any]:
