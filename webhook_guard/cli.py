@@ -26,6 +26,7 @@ from webhook_guard.core.guard import Guard
 from webhook_guard.exceptions import WebhookGuardError
 from webhook_guard.history import format_table, history_rows
 from webhook_guard.queues.sqlite import STATUSES, SQLiteQueue
+from webhook_guard.textsafe import printable
 
 if TYPE_CHECKING:
     from webhook_guard.stores.redis import RedisStore
@@ -401,15 +402,17 @@ def _run_show(args: argparse.Namespace) -> int:
         "body_size",
         "body_sha256",
     ):
-        print(f"{key:12} {details[key]}")
+        print(f"{key:12} {printable(str(details[key]), newlines=False)}")
     print("headers:")
     for name, value in record.headers:
-        print(f"  {name}: {value}")
-    print(f"body ({record.body_size} bytes, first 2000 shown):\n  {details['body_preview']}")
+        print(f"  {printable(name, newlines=False)}: {printable(value, newlines=False)}")
+    preview = printable(details["body_preview"])
+    print(f"body ({record.body_size} bytes, first 2000 shown):\n  {preview}")
     for attempt in record.attempt_log:
-        print(f"attempt {attempt.attempt}: {attempt.outcome or 'running'} {attempt.error or ''}")
+        outcome = f"{attempt.outcome or 'running'} {attempt.error or ''}"
+        print(f"attempt {attempt.attempt}: {printable(outcome, newlines=False)}")
         if attempt.traceback:
-            print("  " + attempt.traceback.rstrip().replace("\n", "\n  "))
+            print("  " + printable(attempt.traceback.rstrip()).replace("\n", "\n  "))
     return 0
 
 
@@ -703,7 +706,7 @@ def _run_send(args: argparse.Namespace) -> int:
         print(f"webhook-guard send: {meaning.cause}{fix}", file=sys.stderr)
         return 1
     print(f"{reply.status} {reply.reason} in {reply.latency * 1000:.0f} ms".replace("  ", " "))
-    print(reply.text())
+    print(printable(reply.text()))  # the receiver's bytes: never let them drive the terminal
     if args.tamper:
         verdict = (
             "the tampered delivery was accepted: signature verification is off"
@@ -740,7 +743,7 @@ def _run_check(args: argparse.Namespace) -> int:
         for row in rows:
             print(json.dumps(row.as_dict()))
     else:
-        print(format_results(rows))
+        print(printable(format_results(rows)))
     print(summary(rows), file=sys.stderr)
     return 1 if any(row.failed for row in rows) else 0
 
@@ -786,7 +789,7 @@ def _run_verify(args: argparse.Namespace) -> int:
         print(f"the signature matches: the request verifies as {args.scheme} with this secret")
     else:
         for finding in findings:
-            print(finding.sentence())
+            print(printable(finding.sentence()))
     if findings:
         print(f"the signature does not verify as {args.scheme}", file=sys.stderr)
     return 1 if findings else 0

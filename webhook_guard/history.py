@@ -12,6 +12,7 @@ from typing import Any
 
 from webhook_guard.core.store import HistoryReader
 from webhook_guard.queues.sqlite import FAILED_STATUSES
+from webhook_guard.textsafe import printable
 
 
 @dataclass(frozen=True)
@@ -90,11 +91,11 @@ def format_table(rows: list[HistoryRow], *, width: int = 60) -> str:
     lines = [
         (
             time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(row.time)),
-            row.id[:12],
-            row.event[:24],
+            printable(row.id[:12], newlines=False),
+            printable(row.event[:24], newlines=False),
             row.status,
             str(row.attempts),
-            _clip(row.detail, width),
+            _clip(printable(row.detail, newlines=False), width),
         )
         for row in rows
     ]
