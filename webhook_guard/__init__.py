@@ -5,6 +5,7 @@ process it in a worker with retries, dead letters and a history. This package's 
 framework-free: adapters live in ``webhook_guard.adapters.<framework>``.
 """
 
+from webhook_guard._version import __version__
 from webhook_guard.core.config import GuardConfig
 from webhook_guard.core.delivery import Delivery
 from webhook_guard.core.guard import Guard
@@ -41,5 +42,5 @@ __all__ = [
     "StandardWebhooksScheme",
     "StripeScheme",
     "WebhookGuardError",
+    "__version__",
 ]
-__version__ = "0.1.0"

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
+from webhook_guard._version import __version__
 from webhook_guard.core.config import DEFAULT_DB_PATH
 from webhook_guard.core.consumer import PRESENCE_EVERY_SECONDS
 from webhook_guard.core.guard import Guard
@@ -64,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Receive webhooks correctly: verify raw bytes, store durably, answer 200, "
         "process in a worker. Run 'webhook-guard demo' to see it work.",
     )
+    parser.add_argument("--version", action="version", version=f"webhook-guard {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     demo = commands.add_parser(

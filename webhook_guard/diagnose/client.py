@@ -18,6 +18,7 @@ import urllib.parse
 import uuid
 from dataclasses import dataclass
 
+from webhook_guard._version import __version__
 from webhook_guard.core.schemes import HmacScheme, get_scheme
 from webhook_guard.exceptions import WebhookGuardError
 
@@ -37,7 +38,7 @@ __all__ = [
 ]
 
 DEFAULT_EVENT = "webhook_guard.test"
-USER_AGENT = "webhook-guard-diagnose/0.1"
+USER_AGENT = f"webhook-guard-diagnose/{__version__}"
 # More than any sane acknowledgement needs; the rest of a large body is not read.
 MAX_REPLY_BYTES = 64 * 1024
 
