@@ -10,7 +10,8 @@ real Flask sample:
 - ``/slow/webhook``: the handler processes for ``SLOW_SECONDS`` before answering (3 s, or
   ``$FAILING_APPS_SLOW_SECONDS``), and verifies nothing;
 - ``/get-only/webhook``: the route allows GET only (405);
-- ``/no-verify/webhook``: answers 200 to anything (signature verification is off).
+- ``/no-verify/webhook``: answers 200 to anything (signature verification is off);
+- ``/reserializes/webhook``: verifies over ``json.dumps(json.loads(body))``, not the raw body.
 """
 
 from __future__ import annotations
@@ -105,6 +106,24 @@ def no_verify(environ: dict[str, Any], start_response: StartResponse) -> Iterabl
     return _answer(start_response, "200 OK", b'{"status": "ok"}', "application/json")
 
 
+def reserializes(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+    """Verifies the signature over ``json.dumps(json.loads(body))``, not the raw body: the
+    mistake `check` must catch (its body does not survive the round trip)."""
+    import hashlib
+    import hmac
+
+    body = _read_body(environ)
+    given = environ.get("HTTP_X_CLOUDAIPILOT_SIGNATURE", "")
+    rebuilt = json.dumps(json.loads(body)).encode()
+    secret = os.environ["WEBHOOK_SECRET"].split(",")[0].encode()
+    expected = "sha256=" + hmac.new(secret, rebuilt, hashlib.sha256).hexdigest()
+    if hmac.compare_digest(given, expected):
+        return _answer(start_response, "200 OK", b'{"status": "ok"}', "application/json")
+    return _answer(
+        start_response, "401 Unauthorized", b'{"error": "signature_mismatch"}', "application/json"
+    )
+
+
 def _sample_app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
     from sample_apps.flask_app import app as sample  # reads WEBHOOK_SECRET when first used
 
@@ -119,6 +138,7 @@ ROUTES: dict[str, WSGIApp] = {
     "/slow/webhook": slow,
     "/get-only/webhook": get_only,
     "/no-verify/webhook": no_verify,
+    "/reserializes/webhook": reserializes,
 }
 
 

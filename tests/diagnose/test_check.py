@@ -272,3 +272,14 @@ def test_bad_gateway_and_proxy_413_are_named() -> None:
     assert "proxy in front refused the body size" in explain(reply(413), path="/w").cause
     ours = explain(reply(413, b'{"error": "payload_too_large"}'), path="/w")
     assert "size cap" in ours.cause
+
+
+def test_a_receiver_that_verifies_over_reserialized_json_fails_the_signed_check(
+    failing_server: Served,
+) -> None:
+    """check's body (compact separators, raw UTF-8, 10.50) does not survive json.loads/dumps, so
+    a receiver that verifies over the re-serialized JSON fails the signed check."""
+    rows = by_name(
+        run_checks(failing_server.url("/reserializes/webhook"), SECRET, allow_http=True)
+    )
+    assert rows["signed"].status == "fail"

@@ -135,9 +135,13 @@ def basic_payload(
         event_field: event,
         id_field: delivery_id or f"evt_{uuid.uuid4().hex[:24]}",
         "created": int(time.time()),
-        "data": {"message": "test delivery from webhook-guard"},
     }
-    return json.dumps(payload).encode()
+    # Bytes that no JSON library re-serializes the same way: compact separators, raw UTF-8,
+    # and a float with a trailing zero. A receiver that verifies the signature over parsed and
+    # re-serialized JSON instead of the raw body fails on them, as it would on real senders'.
+    head = json.dumps(payload, separators=(",", ":"), ensure_ascii=False)[:-1]
+    extra = ',"data":{"message":"test delivery from webhook-guard, déjà vu","amount":10.50}}'
+    return (head + extra).encode("utf-8")
 
 
 def tamper(body: bytes) -> bytes:
