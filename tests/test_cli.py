@@ -151,3 +151,18 @@ def test_worker_burst_drains_the_queue(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     lines = (tmp_path / "processed.jsonl").read_text().splitlines()
     assert [json.loads(line)["event"] for line in lines] == ["burst"]
+
+
+def test_history_shows_the_endpoint_and_utc_times(tmp_path: Path) -> None:
+    """The table has an ENDPOINT column and labels its times UTC, the dashboard's clock."""
+    import os
+
+    _history_db(tmp_path)
+    env = {**os.environ, "TZ": "America/Los_Angeles"}  # a local zone must not change the clock
+    result = run("history", "--db", str(tmp_path / "q.db"), env=env)
+    assert result.returncode == 0, result.stderr
+    header, *rows = result.stdout.splitlines()
+    assert header.split()[:4] == ["TIME", "(UTC)", "ID", "ENDPOINT"]
+    assert rows and all(" default " in row for row in rows)
+    hours = {time.strftime("%Y-%m-%d %H", time.gmtime(time.time() - lag)) for lag in (0, 3600)}
+    assert any(row[:13] in hours for row in rows), (hours, rows)

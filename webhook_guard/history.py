@@ -85,13 +85,20 @@ def history_rows(
     return rows[:limit]
 
 
+def utc_time(when: float) -> str:
+    """``2026-12-02 21:52:03``: how the CLI and the dashboard show a time, always in UTC (the
+    headings say so), so that both show the same clock whatever the host's zone."""
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(when))
+
+
 def format_table(rows: list[HistoryRow], *, width: int = 60) -> str:
-    """A plain-text table: time, id, event, status, attempts, and what went wrong."""
-    header = ("TIME", "ID", "EVENT", "STATUS", "ATTEMPTS", "LAST ERROR / REASON")
+    """A plain-text table: time (UTC), id, endpoint, event, status, attempts, what went wrong."""
+    header = ("TIME (UTC)", "ID", "ENDPOINT", "EVENT", "STATUS", "ATTEMPTS", "LAST ERROR / REASON")
     lines = [
         (
-            time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(row.time)),
+            utc_time(row.time),
             printable(row.id[:12], newlines=False),
+            printable(row.endpoint[:24], newlines=False),
             printable(row.event[:24], newlines=False),
             row.status,
             str(row.attempts),

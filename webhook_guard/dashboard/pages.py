@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Protocol
 from urllib.parse import parse_qsl, quote, urlencode
 
 from webhook_guard.core.headers import is_credential_header
+from webhook_guard.history import utc_time
 from webhook_guard.queues.sqlite import FAILED_STATUSES, STATUSES
 
 if TYPE_CHECKING:
@@ -626,7 +627,7 @@ def _badge(status: str) -> str:
 
 def _time(when: float) -> str:
     iso = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(when))
-    shown = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(when))
+    shown = utc_time(when)  # the CLI's format: one clock in both
     return f'<time datetime="{iso}">{shown}</time>'
 
 
