@@ -174,3 +174,28 @@ def test_a_second_sigterm_stops_a_worker_stuck_in_a_handler_at_once(tmp_path: Pa
         if worker.poll() is None:
             worker.kill()
     assert worker.returncode == 128 + signal.SIGTERM and "stopped at once" in errors
+
+
+def test_the_worker_logs_one_info_line_per_finished_delivery(tmp_path: Path) -> None:
+    """--log-level info (the default) logs each finished delivery; --log-level warning does not."""
+    env, orders, _ = project(tmp_path)
+    first = deliver(orders, {"n": 1})
+    chatty = subprocess.run(
+        [CLI, "worker", "hooks", "--burst"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert f"delivery {first} orders - processed in" in chatty.stderr, chatty.stderr
+    second = deliver(orders, {"n": 2})
+    quiet = subprocess.run(
+        [CLI, "worker", "hooks", "--burst", "--log-level", "warning"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert quiet.returncode == 0 and second not in quiet.stderr

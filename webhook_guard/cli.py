@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import logging
 import os
 import re
 import signal
@@ -98,6 +99,12 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--lease", type=float, help="seconds a claim lasts without a heartbeat")
     worker.add_argument("--threads", type=int, default=1, help="deliveries processed at once")
     worker.add_argument("--burst", action="store_true", help="exit once nothing is due")
+    worker.add_argument(
+        "--log-level",
+        default="info",
+        choices=["debug", "info", "warning", "error"],
+        help="what the worker logs to stderr (default info: one line per finished delivery)",
+    )
     worker.set_defaults(run=_run_worker)
 
     history = commands.add_parser(
@@ -286,6 +293,10 @@ def _prepare_frameworks(guards: Sequence[Guard], modules: Sequence[ModuleType]) 
 def _run_worker(args: argparse.Namespace) -> int:
     if args.threads < 1:
         raise UsageError("--threads must be at least 1")
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    logging.getLogger("webhook_guard").setLevel(args.log_level.upper())
     guards, _ = load_targets(args.targets)
     try:
         return run_workers(guards, threads=args.threads, burst=args.burst, lease=args.lease)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 import traceback
 from typing import TYPE_CHECKING
 
@@ -36,7 +37,18 @@ _warned_lock = threading.Lock()
 
 def run_attempt(guard: Guard, delivery: Delivery) -> AttemptResult:
     """Run ``guard``'s handlers on ``delivery`` (attempt ``delivery.attempt``) and decide."""
+    started = time.perf_counter()
     result = _attempt(guard, delivery)
+    if result.status in ("processed", "ignored"):  # retries and dead letters log their own line
+        logger.info(
+            "delivery %s %s %s %s in %.0f ms, attempt %d",
+            delivery.id,
+            guard.endpoint,
+            delivery.event_type or "-",
+            result.status,
+            (time.perf_counter() - started) * 1000,
+            delivery.attempt,
+        )
     # Observers (metrics) hear every attempt's outcome, whichever engine runs it; never raises.
     events.notify(lambda observer: observer.attempt_finished(guard.endpoint, result.status))
     return result
