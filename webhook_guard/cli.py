@@ -26,7 +26,7 @@ from webhook_guard.core.config import DEFAULT_DB_PATH
 from webhook_guard.core.consumer import PRESENCE_EVERY_SECONDS
 from webhook_guard.core.guard import Guard
 from webhook_guard.exceptions import WebhookGuardError
-from webhook_guard.history import format_table, history_rows
+from webhook_guard.history import format_table, history_rows, utc_time
 from webhook_guard.queues.sqlite import STATUSES, SQLiteQueue
 from webhook_guard.textsafe import printable
 
@@ -53,7 +53,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as error:
         print(f"webhook-guard {args.command}: {error}", file=sys.stderr)
         return 2
-    except WebhookGuardError as error:
+    except (WebhookGuardError, NotFound) as error:
         print(f"webhook-guard {args.command}: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
@@ -128,7 +128,9 @@ def build_parser() -> argparse.ArgumentParser:
     show = commands.add_parser("show", help="one delivery: headers, body preview, every attempt")
     _add_db(show)
     _add_store(show)
-    show.add_argument("id", help="delivery id (a unique prefix is enough)")
+    show.add_argument(
+        "id", help="delivery id (a unique prefix is enough), or rN for a rejected request"
+    )
     show.add_argument("--json", action="store_true")
     show.set_defaults(run=_run_show)
 
@@ -143,9 +145,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="replay through this Guard's queue (its own store; --db/--store are ignored): "
         "needed for deliveries that a broker carries (Celery, RQ, Dramatiq, arq)",
     )
-    replay.add_argument("ids", nargs="*", help="delivery ids")
+    replay.add_argument("ids", nargs="*", help="delivery ids (a unique prefix is enough)")
     replay.add_argument("--failed", action="store_true", help="every retrying or dead delivery")
     replay.add_argument("--dead", action="store_true", help="every dead delivery")
+    replay.add_argument(
+        "--status",
+        action="append",
+        default=[],
+        choices=["retrying", "dead", "ignored", "processed"],
+        help="every delivery in this status (repeatable)",
+    )
+    replay.add_argument("--endpoint", help="only deliveries of this endpoint")
+    replay.add_argument("--since", help="only deliveries received since, e.g. 30m, 1h, 7d")
+    replay.add_argument(
+        "--dry-run", action="store_true", help="list what would be replayed; change nothing"
+    )
     replay.set_defaults(run=_run_replay)
 
     purge = commands.add_parser("purge", help="forget processed deliveries and old rejections")
@@ -380,10 +394,12 @@ def _run_history(args: argparse.Namespace) -> int:
 
 def _run_show(args: argparse.Namespace) -> int:
     queue = _open_existing(args.db, args.store)
-    record = queue.get(args.id)
+    rejected = re.fullmatch(r"r(\d+)", args.id)
+    if rejected:
+        return _show_rejection(queue, int(rejected.group(1)), args.json)
+    record = queue.get(_one_id(queue, args.id))
     if record is None:
-        print(f"no single delivery matches {args.id!r}", file=sys.stderr)
-        return 1
+        raise NotFound(f"no delivery {args.id!r}")
     details: dict[str, Any] = {
         "id": record.id,
         "endpoint": record.endpoint,
@@ -429,13 +445,45 @@ def _run_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def _show_rejection(queue: Any, number: int, as_json: bool) -> int:
+    """``show rN``: one rejected request (metadata only: its body was never stored)."""
+    record = queue.get_rejection(number)
+    if record is None:
+        raise NotFound(f"no rejected request r{number}")
+    details = {**record.__dict__, "id": f"r{record.id}", "received": utc_time(record.received_at)}
+    if as_json:
+        print(json.dumps(details))
+        return 0
+    for key in ("id", "received", "endpoint", "method", "path", "remote_addr", "reason", "hint",
+                "body_size", "body_sha256"):
+        print(f"{key:12} {printable(str(details[key]), newlines=False)}")
+    return 0
+
+
+class NotFound(Exception):
+    """An id the store does not know: exit code 1."""
+
+
+def _one_id(queue: Any, prefix: str) -> str:
+    """The one delivery id ``prefix`` names; ``NotFound`` or (ambiguous) ``UsageError``."""
+    matches = queue.match_ids(prefix, 2)
+    if not matches:
+        raise NotFound(f"no delivery {prefix!r}")
+    if len(matches) > 1:
+        raise UsageError(f"{prefix!r} is ambiguous: it matches several deliveries; give more of it")
+    return str(matches[0])
+
+
 def _run_replay(args: argparse.Namespace) -> int:
-    if args.ids and (args.failed or args.dead):
-        raise UsageError("give delivery ids or --failed/--dead, not both")
-    if not (args.ids or args.failed or args.dead):
-        raise UsageError("give delivery ids, --failed or --dead")
-    ids = list(args.ids) or None
-    statuses = () if ids else (("dead",) if args.dead else ("retrying", "dead"))
+    statuses = tuple(args.status) + (
+        ("dead",) if args.dead else ("retrying", "dead") if args.failed else ()
+    )
+    if args.ids and statuses:
+        raise UsageError("give delivery ids or --failed/--dead/--status, not both")
+    if not (args.ids or statuses):
+        raise UsageError("give delivery ids, --failed, --dead or --status")
+    if args.ids and (args.endpoint or args.since):
+        raise UsageError("--endpoint and --since select by status; ids name their deliveries")
     if args.app:
         # A broker queue republishes through its engine; the SQLite queue re-queues in place.
         queue: Any = load_guard(args.app).queue
@@ -448,11 +496,55 @@ def _run_replay(args: argparse.Namespace) -> int:
                 "deliveries in a Redis store travel through a broker: pass --app module:guard "
                 "so that replay can publish them again"
             )
-    count: int = queue.replay(ids, statuses=statuses)
+    reader = queue.store if hasattr(queue, "store") else queue
+    if args.ids:
+        ids, missing = [], []
+        for prefix in args.ids:
+            try:
+                ids.append(_one_id(reader, prefix))
+            except NotFound:
+                missing.append(prefix)
+        for prefix in missing:
+            print(f"not found: {prefix}", file=sys.stderr)
+    else:
+        since = time.time() - parse_duration(args.since) if args.since else None
+        chosen = reader.deliveries(
+            statuses=statuses, since=since, endpoint=args.endpoint, limit=10**9
+        )
+        ids, missing = [d.id for d in chosen], []
+    if args.dry_run:
+        for delivery_id in ids:
+            print(delivery_id)
+        print(f"would replay {len(ids)} delivery(ies); nothing changed", file=sys.stderr)
+        return 0 if ids and not missing else 1
+    count = _replay_with_progress(queue, ids)
     print(f"queued {count} delivery(ies) again", file=sys.stderr)
     if count:
         print(_pickup_note(queue), file=sys.stderr)
-    return 0 if count else 1
+    return 0 if count and not missing else 1
+
+
+REPLAY_CHUNK = 200
+
+
+def _replay_with_progress(queue: Any, ids: list[str]) -> int:
+    """Replay ``ids`` a chunk at a time, showing progress on stderr for long runs: a bar that
+    redraws itself on a terminal, a plain line per chunk otherwise."""
+    done = 0
+    tty = sys.stderr.isatty()
+    for start in range(0, len(ids), REPLAY_CHUNK):
+        done += int(queue.replay(ids[start : start + REPLAY_CHUNK]))
+        if len(ids) > REPLAY_CHUNK:
+            finished = min(start + REPLAY_CHUNK, len(ids))
+            if tty:
+                filled = int(30 * finished / len(ids))
+                bar = "#" * filled + "." * (30 - filled)
+                print(f"\r[{bar}] {finished}/{len(ids)}", end="", file=sys.stderr, flush=True)
+            else:
+                print(f"replayed {finished}/{len(ids)}", file=sys.stderr, flush=True)
+    if tty and len(ids) > REPLAY_CHUNK:
+        print(file=sys.stderr)
+    return done
 
 
 def _pickup_note(queue: Any) -> str:

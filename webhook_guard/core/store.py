@@ -70,3 +70,11 @@ class HistoryReader(Protocol):
     def get(self, delivery_id: str) -> DeliveryRecord | None:
         """One delivery with headers, body and attempt log; a unique id prefix is enough."""
         ...
+
+    def match_ids(self, prefix: str, limit: int = 2) -> list[str]:
+        """Up to ``limit`` delivery ids that start with ``prefix``."""
+        ...
+
+    def get_rejection(self, rejection_id: int) -> RejectionRecord | None:
+        """One rejected request by its number (``r<number>`` in the history)."""
+        ...

@@ -699,6 +699,31 @@ class SQLiteQueue:
         )
         return [RejectionRecord(*row) for row in rows]
 
+    def match_ids(self, prefix: str, limit: int = 2) -> list[str]:
+        """Up to ``limit`` delivery ids that start with ``prefix`` (two tell ambiguous)."""
+        rows = (
+            self._connection()
+            .execute(
+                "SELECT id FROM deliveries WHERE id >= ? AND id < ? ORDER BY id LIMIT ?",
+                (prefix, prefix + "\uffff", limit),
+            )
+            .fetchall()
+        )
+        return [str(row[0]) for row in rows]
+
+    def get_rejection(self, rejection_id: int) -> RejectionRecord | None:
+        """One rejected request, by the number ``history`` shows after its ``r``."""
+        row = (
+            self._connection()
+            .execute(
+                "SELECT id, received_at, endpoint, method, path, remote_addr, reason, hint,"
+                " body_size, body_sha256 FROM rejections WHERE id = ?",
+                (rejection_id,),
+            )
+            .fetchone()
+        )
+        return RejectionRecord(*row) if row is not None else None
+
     def get(self, delivery_id: str) -> DeliveryRecord | None:
         """One delivery with headers, body and every attempt; ``delivery_id`` may be a prefix."""
         conn = self._connection()

@@ -409,6 +409,28 @@ class RedisStore:
                 offset += PAGE
         return found[:limit]
 
+    def match_ids(self, prefix: str, limit: int = 2) -> list[str]:
+        """Up to ``limit`` delivery ids that start with ``prefix`` (two tell ambiguous)."""
+        pattern = "".join("\\" + c if c in "*?[]\\" else c for c in prefix) + "*"
+        found: list[str] = []
+        with self._errors() as client:
+            for member, _ in client.zscan_iter(self._key("deliveries"), match=pattern):
+                found.append(member.decode())
+                if len(found) >= limit:
+                    break
+        return sorted(found)
+
+    def get_rejection(self, rejection_id: int) -> RejectionRecord | None:
+        """One rejected request, by the number ``history`` shows after its ``r``."""
+        with self._errors() as client:
+            for member, _ in client.zscan_iter(
+                self._key("rejections"), match=f"{int(rejection_id)} *"
+            ):
+                number, _, meta = member.decode().partition(" ")
+                values = json.loads(meta)
+                return RejectionRecord(int(number), values[8], *values[:8])
+        return None
+
     def get(self, delivery_id: str) -> DeliveryRecord | None:
         """One delivery with headers, body and every attempt; ``delivery_id`` may be a prefix."""
         with self._errors() as client:
