@@ -85,3 +85,22 @@ def test_replay_filters_by_endpoint_dry_runs_and_shows_progress(tmp_path: Path) 
     assert "replayed 200/450" in real.stderr and "replayed 450/450" in real.stderr
     assert orders.queue.counts() == {"queued": 450, "dead": 3}  # type: ignore[attr-defined]
     assert {github.queue.get(i).status for i in github_ids} == {"dead"}  # type: ignore[attr-defined]
+
+
+def test_history_pages_with_a_cursor_and_says_when_more_rows_exist(tmp_path: Path) -> None:
+    """--limit 5 over 12 deliveries: three pages through --before, each row once, and a "more
+    rows" note on every page but the last."""
+    _, ids = dead_deliveries(tmp_path, "default", 12)
+    db = ["--db", str(tmp_path / "q.db")]
+    seen: list[str] = []
+    cursor: list[str] = []
+    for _ in range(3):
+        page = cli("history", *db, "--limit", "5", "--json", *cursor)
+        assert page.returncode == 0, page.stderr
+        seen += [json.loads(line)["id"] for line in page.stdout.splitlines()]
+        if "more rows" in page.stderr:
+            cursor = ["--before", page.stderr.split("--before ")[1].split()[0]]
+        else:
+            cursor = []
+            break
+    assert not cursor and sorted(seen) == sorted(ids)

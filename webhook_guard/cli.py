@@ -26,7 +26,7 @@ from webhook_guard.core.config import DEFAULT_DB_PATH
 from webhook_guard.core.consumer import PRESENCE_EVERY_SECONDS
 from webhook_guard.core.guard import Guard
 from webhook_guard.exceptions import WebhookGuardError
-from webhook_guard.history import format_table, history_rows, utc_time
+from webhook_guard.history import cursor, format_table, history_rows, utc_time
 from webhook_guard.queues.sqlite import STATUSES, SQLiteQueue
 from webhook_guard.textsafe import printable
 
@@ -121,7 +121,12 @@ def build_parser() -> argparse.ArgumentParser:
     history.add_argument("--status", action="append", default=[], choices=[*STATUSES, "rejected"])
     history.add_argument("--since", help="only newer than this, e.g. 30m, 1h, 7d")
     history.add_argument("--endpoint", help="only this endpoint")
-    history.add_argument("--limit", type=int, default=50)
+    history.add_argument("--limit", type=int, default=50, help="rows per page (default 50)")
+    history.add_argument(
+        "--before",
+        metavar="CURSOR",
+        help="the next page: rows after the cursor the previous page printed",
+    )
     history.add_argument("--json", action="store_true", help="JSON lines on stdout")
     history.set_defaults(run=_run_history)
 
@@ -374,14 +379,21 @@ def run_workers(
 def _run_history(args: argparse.Namespace) -> int:
     queue = _open_existing(args.db, args.store)
     since = time.time() - parse_duration(args.since) if args.since else None
-    rows = history_rows(
-        queue,
-        failed=args.failed,
-        statuses=tuple(args.status),
-        since=since,
-        endpoint=args.endpoint,
-        limit=args.limit,
-    )
+    if args.limit < 1:
+        raise UsageError("--limit must be at least 1")
+    try:
+        rows = history_rows(
+            queue,
+            failed=args.failed,
+            statuses=tuple(args.status),
+            since=since,
+            endpoint=args.endpoint,
+            limit=args.limit + 1,  # one more tells whether another page exists
+            before=args.before,
+        )
+    except ValueError as error:  # a cursor that is not one
+        raise UsageError(str(error)) from error
+    more, rows = len(rows) > args.limit, rows[: args.limit]
     if args.json:
         for row in rows:
             print(json.dumps(row.as_dict()))
@@ -389,6 +401,11 @@ def _run_history(args: argparse.Namespace) -> int:
         print(format_table(rows))
     else:
         print("no deliveries match", file=sys.stderr)
+    if more:
+        print(
+            f"more rows: run again with --before {cursor(rows[-1])} (and the same filters)",
+            file=sys.stderr,
+        )
     return 0
 
 

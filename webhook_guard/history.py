@@ -45,9 +45,20 @@ def history_rows(
     since: float | None = None,
     endpoint: str | None = None,
     limit: int = 50,
+    before: str | None = None,
 ) -> list[HistoryRow]:
     """Newest first. ``failed`` selects rejections plus retrying and dead deliveries;
-    ``statuses`` may name delivery statuses and ``rejected``."""
+    ``statuses`` may name delivery statuses and ``rejected``; ``before`` (the ``cursor`` of the
+    last row of the previous page) continues a listing, ties included."""
+    bound = _parse_cursor(before) if before else None
+    deliveries_before: tuple[float, str] | None = None
+    rejections_before: tuple[float, int] | None = None
+    if bound is not None:
+        when, kind, key = bound
+        # Rows sort by (time, kind, id), newest first, rejections (kind 1) before deliveries
+        # at one instant: after a delivery, no rejection of that instant remains to show.
+        deliveries_before = (when, key if kind == 0 else "\uffff")
+        rejections_before = (when, int(key) if kind == 1 else -1)
     wanted = set(statuses)
     if failed:
         wanted |= {*FAILED_STATUSES, "rejected"}
@@ -55,7 +66,11 @@ def history_rows(
     delivery_statuses = tuple(sorted(wanted - {"rejected"}))
     if not wanted or delivery_statuses:
         for d in queue.deliveries(
-            statuses=delivery_statuses, since=since, endpoint=endpoint, limit=limit
+            statuses=delivery_statuses,
+            since=since,
+            endpoint=endpoint,
+            limit=limit,
+            before=deliveries_before,
         ):
             rows.append(
                 HistoryRow(
@@ -69,7 +84,9 @@ def history_rows(
                 )
             )
     if not wanted or "rejected" in wanted:
-        for r in queue.rejections(since=since, endpoint=endpoint, limit=limit):
+        for r in queue.rejections(
+            since=since, endpoint=endpoint, limit=limit, before=rejections_before
+        ):
             rows.append(
                 HistoryRow(
                     r.received_at,
@@ -81,8 +98,34 @@ def history_rows(
                     f"{r.reason}: {r.hint}",
                 )
             )
-    rows.sort(key=lambda row: row.time, reverse=True)
+    rows.sort(key=_order, reverse=True)
     return rows[:limit]
+
+
+def cursor(row: HistoryRow) -> str:
+    """Where the next page starts: ``<time>:<kind>:<id>`` (kind 1 for a rejection)."""
+    if row.status == "rejected":
+        return f"{row.time!r}:1:{row.id[1:]}"
+    return f"{row.time!r}:0:{row.id}"
+
+
+def _order(row: HistoryRow) -> tuple[float, int, Any]:
+    if row.status == "rejected":
+        return (row.time, 1, int(row.id[1:]))
+    return (row.time, 0, row.id)
+
+
+def _parse_cursor(text: str) -> tuple[float, int, str]:
+    try:
+        when, kind, key = text.split(":", 2)
+        parsed = (float(when), int(kind), key)
+    except ValueError:
+        raise ValueError(
+            f"{text!r} is not a history cursor (it looks like 1764000000.5:0:ab12)"
+        ) from None
+    if parsed[1] not in (0, 1) or (parsed[1] == 1 and not key.isdigit()):
+        raise ValueError(f"{text!r} is not a history cursor")
+    return parsed
 
 
 def utc_time(when: float) -> str:

@@ -480,3 +480,26 @@ def test_a_late_record_of_an_earlier_attempt_keeps_the_later_status(store: Any) 
     record = store.get(delivery.id)
     assert (record.status, record.attempts) == ("processed", 2)
     assert [(a.attempt, a.outcome) for a in record.attempt_log] == [(1, "failed"), (2, "processed")]
+
+
+def test_history_pages_through_ties_and_finds_ids_and_rejections(store: Any) -> None:
+    """Both stores: a cursor after (time, id) pages through deliveries received at one instant
+    without loss or repeat; ids are found by prefix; a rejection by its number."""
+    from webhook_guard.history import cursor, history_rows
+
+    at = 1_800_000_000.0
+    ids = [store.reserve(_delivery(f"k{n}", at=at), "rq").delivery_id for n in range(7)]
+    store.record_rejection(_rejection(at=at))
+    seen: list[str] = []
+    before = None
+    for _ in range(5):
+        page = history_rows(store, limit=4, before=before)
+        seen += [row.id for row in page]
+        if len(page) < 4:
+            break
+        before = cursor(page[-1])
+    assert sorted(seen) == sorted([*ids, "r1"]) and len(seen) == len(set(seen))
+    assert store.match_ids(ids[0][:12]) == [ids[0]]
+    assert store.match_ids("zzzz") == []
+    assert store.get_rejection(1).reason == "signature_mismatch"
+    assert store.get_rejection(99) is None

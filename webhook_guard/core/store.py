@@ -57,14 +57,21 @@ class HistoryReader(Protocol):
         since: float | None = None,
         endpoint: str | None = None,
         limit: int = 50,
+        before: tuple[float, str] | None = None,
     ) -> list[DeliveryRecord]:
-        """Accepted deliveries, newest first."""
+        """Accepted deliveries, newest first, ties by id descending; ``before``: only those
+        after ``(received_at, id)`` in that order (a cursor)."""
         ...
 
     def rejections(
-        self, *, since: float | None = None, endpoint: str | None = None, limit: int = 50
+        self,
+        *,
+        since: float | None = None,
+        endpoint: str | None = None,
+        limit: int = 50,
+        before: tuple[float, int] | None = None,
     ) -> list[RejectionRecord]:
-        """Rejected requests (metadata only), newest first."""
+        """Rejected requests (metadata only), newest first; ``before`` as for deliveries."""
         ...
 
     def get(self, delivery_id: str) -> DeliveryRecord | None:

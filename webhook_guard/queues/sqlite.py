@@ -666,16 +666,18 @@ class SQLiteQueue:
         since: float | None = None,
         endpoint: str | None = None,
         limit: int = 50,
+        before: tuple[float, str] | None = None,
     ) -> list[DeliveryRecord]:
-        """Accepted deliveries, newest first."""
-        where, params = _filters(statuses, since, endpoint)
+        """Accepted deliveries, newest first (ties by id, descending); ``before``: only those
+        after ``(received_at, id)`` in that order (the history's cursor)."""
+        where, params = _filters(statuses, since, endpoint, before)
         rows = (
             self._connection()
             .execute(
                 "SELECT id, endpoint, scheme, event_type, dedupe_key, received_at, status,"
                 " attempts, run_at, last_error, updated_at, length(body), body_sha256"
                 " FROM deliveries"
-                f" {where} ORDER BY received_at DESC LIMIT ?",
+                f" {where} ORDER BY received_at DESC, id DESC LIMIT ?",
                 (*params, limit),
             )
             .fetchall()
@@ -683,16 +685,22 @@ class SQLiteQueue:
         return [DeliveryRecord(*row) for row in rows]
 
     def rejections(
-        self, *, since: float | None = None, endpoint: str | None = None, limit: int = 50
+        self,
+        *,
+        since: float | None = None,
+        endpoint: str | None = None,
+        limit: int = 50,
+        before: tuple[float, int] | None = None,
     ) -> list[RejectionRecord]:
-        """Rejected requests (metadata only), newest first."""
-        where, params = _filters((), since, endpoint)
+        """Rejected requests (metadata only), newest first, ties by id; ``before`` as for
+        ``deliveries``."""
+        where, params = _filters((), since, endpoint, before)
         rows = (
             self._connection()
             .execute(
                 "SELECT id, received_at, endpoint, method, path, remote_addr, reason, hint,"
                 f" body_size, body_sha256 FROM rejections {where}"
-                " ORDER BY received_at DESC LIMIT ?",
+                " ORDER BY received_at DESC, id DESC LIMIT ?",
                 (*params, limit),
             )
             .fetchall()
@@ -963,10 +971,16 @@ def _inode(path: str) -> tuple[int, int] | None:
 
 
 def _filters(
-    statuses: tuple[str, ...], since: float | None, endpoint: str | None
+    statuses: tuple[str, ...],
+    since: float | None,
+    endpoint: str | None,
+    before: tuple[float, Any] | None = None,
 ) -> tuple[str, list[Any]]:
     clauses: list[str] = []
     params: list[Any] = []
+    if before is not None:  # the history's cursor: after the last row shown, ties by id
+        clauses.append("(received_at < ? OR (received_at = ? AND id < ?))")
+        params += [before[0], before[0], before[1]]
     if statuses:
         clauses.append(f"status IN ({','.join('?' * len(statuses))})")
         params += statuses

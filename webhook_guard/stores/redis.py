@@ -365,11 +365,14 @@ class RedisStore:
         since: float | None = None,
         endpoint: str | None = None,
         limit: int = 50,
+        before: tuple[float, str] | None = None,
     ) -> list[DeliveryRecord]:
-        """Accepted deliveries, newest first."""
+        """Accepted deliveries, newest first (ties by id, descending); ``before``: only those
+        after ``(received_at, id)`` in that order (the history's cursor)."""
         found: list[DeliveryRecord] = []
+        high = "+inf" if before is None else repr(before[0])
         with self._errors() as client:
-            ids = self._ids(client, "-inf" if since is None else since)
+            ids = self._ids(client, "-inf" if since is None else since, high)
             while len(found) < limit:
                 page = [i for _, i in zip(range(PAGE), ids, strict=False)]
                 if not page:
@@ -381,6 +384,8 @@ class RedisStore:
                     if values[0] is None:
                         continue  # released or purged since the page was read
                     record = _summary(values)
+                    if before is not None and (record.received_at, record.id) >= before:
+                        continue
                     if (not statuses or record.status in statuses) and endpoint in (
                         None,
                         record.endpoint,
@@ -389,19 +394,28 @@ class RedisStore:
         return found[:limit]
 
     def rejections(
-        self, *, since: float | None = None, endpoint: str | None = None, limit: int = 50
+        self,
+        *,
+        since: float | None = None,
+        endpoint: str | None = None,
+        limit: int = 50,
+        before: tuple[float, int] | None = None,
     ) -> list[RejectionRecord]:
-        """Rejected requests (metadata only), newest first."""
+        """Rejected requests (metadata only), newest first; ``before`` as for
+        ``deliveries``."""
         found: list[RejectionRecord] = []
         low = "-inf" if since is None else since
+        high = "+inf" if before is None else repr(before[0])
         offset = 0
         with self._errors() as client:
             while len(found) < limit:
-                page = client.zrevrangebyscore(self._key("rejections"), "+inf", low, offset, PAGE)
+                page = client.zrevrangebyscore(self._key("rejections"), high, low, offset, PAGE)
                 for member in page:
                     number, _, meta = member.decode().partition(" ")
                     values = json.loads(meta)
                     record = RejectionRecord(int(number), values[8], *values[:8])
+                    if before is not None and (record.received_at, record.id) >= before:
+                        continue
                     if endpoint in (None, record.endpoint):
                         found.append(record)
                 if len(page) < PAGE:
