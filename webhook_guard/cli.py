@@ -848,7 +848,7 @@ def _run_send(args: argparse.Namespace) -> int:
 
 
 def _run_check(args: argparse.Namespace) -> int:
-    from webhook_guard.diagnose.check import format_results, run_checks, summary
+    from webhook_guard.diagnose.check import format_row, iter_checks, summary
     from webhook_guard.diagnose.client import InvalidURL
     from webhook_guard.exceptions import ConfigurationError
 
@@ -856,16 +856,16 @@ def _run_check(args: argparse.Namespace) -> int:
         raise UsageError("--timeout must be a positive number of seconds")
     secret = _diagnose_secret(args)
     try:
-        rows = run_checks(
+        checks = iter_checks(
             args.url, secret, args.scheme, budget=args.timeout, allow_http=args.allow_http
         )
     except (InvalidURL, ConfigurationError) as error:
         raise UsageError(str(error)) from None
-    if args.json:
-        for row in rows:
-            print(json.dumps(row.as_dict()))
-    else:
-        print(printable(format_results(rows)))
+    rows = []
+    for row in checks:  # each result as soon as its check finishes: no silent wait
+        rows.append(row)
+        line = json.dumps(row.as_dict()) if args.json else printable(format_row(row))
+        print(line, flush=True)
     print(summary(rows), file=sys.stderr)
     return 1 if any(row.failed for row in rows) else 0
 

@@ -279,7 +279,34 @@ def test_a_receiver_that_verifies_over_reserialized_json_fails_the_signed_check(
 ) -> None:
     """check's body (compact separators, raw UTF-8, 10.50) does not survive json.loads/dumps, so
     a receiver that verifies over the re-serialized JSON fails the signed check."""
-    rows = by_name(
-        run_checks(failing_server.url("/reserializes/webhook"), SECRET, allow_http=True)
-    )
+    rows = by_name(run_checks(failing_server.url("/reserializes/webhook"), SECRET, allow_http=True))
     assert rows["signed"].status == "fail"
+
+
+def test_the_cli_prints_each_result_as_its_check_finishes(failing_server: Served) -> None:
+    """Against an endpoint that takes seconds to answer, the first results are on stdout while
+    `check` is still waiting for the signed delivery's answer (no silent wait)."""
+    import subprocess
+
+    from tests.servers import BIN
+
+    process = subprocess.Popen(
+        [
+            *(str(BIN / "webhook-guard"), "check", failing_server.url("/slow/webhook")),
+            *("--secret", SECRET, "--allow-http"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        seen = []
+        while not any("connects" in line for line in seen):
+            line = process.stdout.readline()
+            assert line, "check ended before printing the connection check"
+            seen.append(line)
+        assert process.poll() is None, "the early results came only at the end"
+    finally:
+        process.kill()
+        process.communicate()

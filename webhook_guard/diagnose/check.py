@@ -15,6 +15,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import socket
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
@@ -241,34 +242,72 @@ def run_checks(
     event: str = CHECK_EVENT,
 ) -> list[CheckResult]:
     """Run the checklist against ``url`` (one real signed test delivery is sent)."""
+    return list(
+        iter_checks(url, secret, scheme, budget=budget, allow_http=allow_http, event=event)
+    )
+
+
+def iter_checks(
+    url: str,
+    secret: str,
+    scheme: str | HmacScheme = "cloudaipilot",
+    *,
+    budget: float = SENDER_TIMEOUT_SECONDS,
+    allow_http: bool = False,
+    event: str = CHECK_EVENT,
+) -> Iterator[CheckResult]:
+    """``run_checks``, each result as soon as its check finishes (the CLI prints it then).
+    Usage errors (a bad URL, a secret the scheme cannot use) raise before the first result."""
     target = parse_url(url)
     resolved = get_scheme(scheme)
     resolved.key_for(secret)  # a secret the scheme cannot use is a usage error: raise it now
-    rows = [_https(target, allow_http)]
+    return _checks(target, resolved, secret, budget, allow_http, event)
+
+
+def _checks(
+    target: Target,
+    resolved: HmacScheme,
+    secret: str,
+    budget: float,
+    allow_http: bool,
+    event: str,
+) -> Iterator[CheckResult]:
+    yield _https(target, allow_http)
     addresses, row = _resolve(target)
-    rows.append(row)
+    yield row
     if not addresses:
-        return [*rows, *_skipped(("address", "connects", "signed", "tampered", "unsigned"), row)]
-    rows.append(_address(target, addresses))
+        yield from _skipped(("address", "connects", "signed", "tampered", "unsigned"), row)
+        return
+    yield _address(target, addresses)
     row = _connects(target, budget)
-    rows.append(row)
+    yield row
     if row.failed:
-        return [*rows, *_skipped(("signed", "tampered", "unsigned"), row)]
+        yield from _skipped(("signed", "tampered", "unsigned"), row)
+        return
     body = basic_payload(resolved, event)
     signed = _signed(target, signed_request(resolved, secret, body, event=event), budget)
-    rows.append(signed)
+    yield signed
     if signed.failed:
         reason = (
             "not run: the signed delivery got no answer"
             if signed.latency is None
             else "not meaningful: the signed delivery was not accepted either"
         )
-        return [*rows, *(CheckResult(n, "skip", reason) for n in ("tampered", "unsigned"))]
+        yield from (CheckResult(n, "skip", reason) for n in ("tampered", "unsigned"))
+        return
     tampered = signed_request(resolved, secret, basic_payload(resolved, event), tampered=True)
-    rows.append(_rejected("tampered", "a tampered body", target, tampered, budget))
+    yield _rejected("tampered", "a tampered body", target, tampered, budget)
     unsigned = signed_request(resolved, secret, basic_payload(resolved, event), unsigned=True)
-    rows.append(_rejected("unsigned", "an unsigned request", target, unsigned, budget))
-    return rows
+    yield _rejected("unsigned", "an unsigned request", target, unsigned, budget)
+
+
+# The longest check name: rows printed one at a time still line up.
+CHECK_NAME_WIDTH = len("connects")
+
+
+def format_row(row: CheckResult, width: int = CHECK_NAME_WIDTH) -> str:
+    """One check as an aligned text line."""
+    return f"{row.status.upper():4}  {row.check:<{width}}  {row.line()}"
 
 
 def format_results(rows: list[CheckResult]) -> str:
