@@ -15,6 +15,7 @@ import socket
 import ssl
 import time
 import urllib.parse
+import urllib.request
 import uuid
 from dataclasses import dataclass
 
@@ -180,6 +181,13 @@ def connect(target: Target, timeout: float) -> str:
     Returns a description of the peer (``127.0.0.1:8000``, plus the TLS version); raises
     ``RequestFailed`` with the cause in words.
     """
+    proxy = proxy_for(target)
+    if proxy is not None:  # what can be checked here is the way to the proxy
+        try:
+            with socket.create_connection(proxy, timeout=timeout) as sock:
+                return f"{_peer(sock)} (the proxy from the environment, for {target.host})"
+        except OSError as error:
+            raise _failure(error, target, "connect", timeout) from None
     try:
         sock = socket.create_connection((target.host, target.port), timeout=timeout)
     except OSError as error:
@@ -196,13 +204,37 @@ def connect(target: Target, timeout: float) -> str:
             raise _failure(error, target, "tls", timeout) from None
 
 
+def proxy_for(target: Target) -> tuple[str, int] | None:
+    """The proxy the environment names for ``target`` (``HTTPS_PROXY`` / ``HTTP_PROXY``, as
+    curl and requests read them), or None when none is set or ``NO_PROXY`` exempts the host."""
+    url = urllib.request.getproxies().get("https" if target.is_https else "http")
+    if not url or urllib.request.proxy_bypass(target.host):
+        return None
+    parts = urllib.parse.urlsplit(url if "://" in url else "http://" + url)
+    if not parts.hostname:
+        return None
+    return parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)
+
+
 def post(target: Target, request: SignedRequest, *, timeout: float) -> Reply:
-    """POST ``request`` to ``target`` and read the answer; never follows a redirect."""
+    """POST ``request`` to ``target`` (through the environment's proxy, if one applies) and
+    read the answer; never follows a redirect."""
     connection: http.client.HTTPConnection
+    proxy = proxy_for(target)
+    path, headers = target.path, dict(request.headers)
     if target.is_https:
+        host, port = proxy or (target.host, target.port)
         connection = http.client.HTTPSConnection(
-            target.host, target.port, timeout=timeout, context=ssl.create_default_context()
+            host, port, timeout=timeout, context=ssl.create_default_context()
         )
+        if proxy:
+            connection.set_tunnel(target.host, target.port)  # CONNECT, then TLS to the target
+    elif proxy:
+        connection = http.client.HTTPConnection(*proxy, timeout=timeout)
+        # A plain-HTTP proxy takes the absolute URL and forwards to the Host it names.
+        authority = f"[{target.host}]" if ":" in target.host else target.host
+        path = f"http://{authority}:{target.port}{target.path}"
+        headers["Host"] = f"{authority}:{target.port}"
     else:
         connection = http.client.HTTPConnection(target.host, target.port, timeout=timeout)
     started = time.monotonic()
@@ -210,7 +242,7 @@ def post(target: Target, request: SignedRequest, *, timeout: float) -> Reply:
     try:
         connection.connect()
         stage = "response"
-        connection.request("POST", target.path, body=request.body, headers=request.headers)
+        connection.request("POST", path, body=request.body, headers=headers)
         response = connection.getresponse()
         body = response.read(MAX_REPLY_BYTES)
         return Reply(
