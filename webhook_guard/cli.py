@@ -42,6 +42,8 @@ class UsageError(Exception):
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``webhook-guard`` command line with ``argv`` (default ``sys.argv[1:]``); returns the
+    exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "command", None):
@@ -61,6 +63,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every ``webhook-guard`` command."""
     parser = argparse.ArgumentParser(
         prog="webhook-guard",
         description="Receive webhooks correctly: verify raw bytes, store durably, answer 200, "
@@ -214,6 +217,8 @@ def _add_store(parser: argparse.ArgumentParser) -> None:
 
 
 def parse_duration(text: str) -> float:
+    """Seconds in a duration such as ``30s``, ``15m``, ``2h``, ``7d`` or ``1w``; ``UsageError``
+    otherwise."""
     match = _DURATION.match(text.strip())
     if not match:
         raise UsageError(f"{text!r} is not a duration like 30s, 15m, 1h, 7d or 2w")

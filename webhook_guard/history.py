@@ -26,6 +26,7 @@ class HistoryRow:
     detail: str  # last error, or the rejection's reason code and hint
 
     def as_dict(self) -> dict[str, Any]:
+        """The row as JSON-ready data (``history --json``)."""
         return {
             "time": self.time,
             "id": self.id,

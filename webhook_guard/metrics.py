@@ -74,9 +74,11 @@ class QueueDepthCollector:
 
     def describe(self) -> Iterable[Metric]:
         # Lets the registry learn the name without calling collect() (and the database).
+        """The gauge this collector exports, for registration."""
         return [self._family()]
 
     def collect(self) -> Iterable[Metric]:
+        """Read every tracked queue's depth by status, at scrape time."""
         family = self._family()
         with self._lock:
             tracked = list(self._queues.items())
@@ -181,19 +183,24 @@ class PrometheusObserver:
     # -- Observer ----------------------------------------------------------------------------
 
     def request_received(self, endpoint: str) -> None:
+        """Count a request (``webhook_guard_requests_received_total``)."""
         self.received.labels(endpoint).inc()
 
     def request_rejected(self, endpoint: str, reason: str) -> None:
+        """Count a rejection by reason (``webhook_guard_requests_rejected_total``)."""
         self.rejected.labels(endpoint, reason).inc()
 
     def delivery_accepted(self, endpoint: str, duplicate: bool, seconds: float) -> None:
+        """Count an accepted delivery and observe its ack latency."""
         self.accepted.labels(endpoint, "true" if duplicate else "false").inc()
         self.ack_seconds.labels(endpoint).observe(seconds)
 
     def attempt_finished(self, endpoint: str, status: AttemptStatus) -> None:
+        """Count a finished attempt by status (``webhook_guard_attempts_total``)."""
         self.attempts.labels(endpoint, status).inc()
 
     def queue_unavailable(self, endpoint: str) -> None:
+        """Count a 503 (``webhook_guard_queue_unavailable_total``)."""
         self.unavailable.labels(endpoint).inc()
 
 

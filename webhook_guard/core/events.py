@@ -68,18 +68,23 @@ class BaseObserver:
     """An ``Observer`` that ignores everything: subclass it and override what you need."""
 
     def request_received(self, endpoint: str) -> None:
+        """Ignored; override to hear that a request reached the Guard."""
         pass
 
     def request_rejected(self, endpoint: str, reason: str) -> None:
+        """Ignored; override to hear that a request was refused with ``reason``."""
         pass
 
     def delivery_accepted(self, endpoint: str, duplicate: bool, seconds: float) -> None:
+        """Ignored; override to hear that a delivery was answered 200."""
         pass
 
     def attempt_finished(self, endpoint: str, status: AttemptStatus) -> None:
+        """Ignored; override to hear how a handler attempt ended."""
         pass
 
     def queue_unavailable(self, endpoint: str) -> None:
+        """Ignored; override to hear that the store could not take a delivery (503)."""
         pass
 
 

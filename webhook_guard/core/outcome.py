@@ -35,6 +35,7 @@ class Outcome:
 
     @property
     def reason(self) -> str:
+        """The HTTP reason phrase of ``status`` (``OK``, ``Unauthorized``, ...)."""
         return _REASONS.get(self.status, "")
 
     @property
@@ -44,16 +45,19 @@ class Outcome:
 
 
 def json_outcome(status: int, payload: dict[str, str], *extra: tuple[str, str]) -> Outcome:
+    """An Outcome with a JSON body, its Content-Type and Content-Length, and ``extra`` headers."""
     body = json.dumps(payload, separators=(", ", ": ")).encode("ascii")
     headers = (("Content-Type", "application/json"), ("Content-Length", str(len(body))), *extra)
     return Outcome(status, headers, body)
 
 
 def accepted(delivery_id: str) -> Outcome:
+    """200 ``{"status": "ok", "id": ...}``: a new delivery, stored durably."""
     return _acknowledged("ok", delivery_id)
 
 
 def duplicate(delivery_id: str) -> Outcome:
+    """200 ``{"status": "duplicate", "id": ...}``, naming the delivery first accepted."""
     return _acknowledged("duplicate", delivery_id)
 
 
@@ -69,6 +73,7 @@ def _acknowledged(status: str, delivery_id: str) -> Outcome:
 
 
 def rejected(error: Rejected) -> Outcome:
+    """The 4xx answer to a refused request: ``{"error": <code>}`` (and ``Allow: POST`` for 405)."""
     extra: tuple[tuple[str, str], ...] = (("Allow", "POST"),) if error.status == 405 else ()
     outcome = json_outcome(error.status, {"error": error.code}, *extra)
     if error.status == 413:
@@ -77,6 +82,7 @@ def rejected(error: Rejected) -> Outcome:
 
 
 def unavailable(error: QueueUnavailable) -> Outcome:
+    """503 ``{"error": "queue_unavailable"}`` with ``Retry-After``: the sender retries."""
     return json_outcome(
         error.status, {"error": error.code}, ("Retry-After", str(RETRY_AFTER_SECONDS))
     )

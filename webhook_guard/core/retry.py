@@ -57,6 +57,7 @@ class Decision:
 
     @property
     def is_dead(self) -> bool:
+        """True when the delivery is dead-lettered instead of retried."""
         return self.delay is None
 
 

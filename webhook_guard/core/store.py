@@ -19,6 +19,9 @@ from webhook_guard.core.records import AttemptResult, DeliveryRecord, RejectionR
 
 @runtime_checkable
 class DeliveryStore(Protocol):
+    """Dedupe and history for broker-backed queues: what a store keeps while a broker carries
+    the delivery."""
+
     def reserve(self, delivery: Delivery, engine: str) -> EnqueueResult:
         """Dedupe on ``delivery.dedupe_key`` and record the delivery as queued, atomically."""
         ...
@@ -27,9 +30,13 @@ class DeliveryStore(Protocol):
         """Forget a reserved delivery and its dedupe key: its publish failed."""
         ...
 
-    def attempt_started(self, delivery_id: str, attempt: int) -> None: ...
+    def attempt_started(self, delivery_id: str, attempt: int) -> None:
+        """Record that attempt ``attempt`` of a delivery began (status processing)."""
+        ...
 
-    def attempt_finished(self, delivery_id: str, attempt: int, result: AttemptResult) -> None: ...
+    def attempt_finished(self, delivery_id: str, attempt: int, result: AttemptResult) -> None:
+        """Record how attempt ``attempt`` ended, unless a later attempt already started."""
+        ...
 
     def load(self, delivery_id: str) -> Delivery | None:
         """The stored delivery, body and headers included (for replay)."""
@@ -41,9 +48,13 @@ class DeliveryStore(Protocol):
         """Queue deliveries again with a fresh attempt budget; return their ids."""
         ...
 
-    def record_rejection(self, rejection: Rejection) -> None: ...
+    def record_rejection(self, rejection: Rejection) -> None:
+        """Keep a refused request's metadata in the history."""
+        ...
 
-    async def arecord_rejection(self, rejection: Rejection) -> None: ...
+    async def arecord_rejection(self, rejection: Rejection) -> None:
+        """``record_rejection`` for the event loop."""
+        ...
 
 
 @runtime_checkable

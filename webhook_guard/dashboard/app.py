@@ -114,6 +114,7 @@ class RequestInfo:
         return values[0] if values else None
 
     def cookie(self, name: str) -> str | None:
+        """The value of cookie ``name`` in the request, if sent."""
         for header in self.headers.get_all("cookie"):
             for part in header.split(";"):
                 key, sep, value = part.strip().partition("=")
@@ -135,6 +136,7 @@ class Response:
 
     @property
     def status_line(self) -> str:
+        """``"200 OK"``: what WSGI's ``start_response`` wants."""
         return f"{self.status} {http.HTTPStatus(self.status).phrase}"
 
 
@@ -143,7 +145,9 @@ class DashboardSource(pages.HistorySource, Protocol):
 
     def replay(
         self, delivery_ids: list[str] | None = None, *, statuses: tuple[str, ...] = ()
-    ) -> int: ...
+    ) -> int:
+        """Queue the given deliveries again; returns how many."""
+        ...
 
 
 _NO_AUTHORIZE = (
@@ -218,6 +222,7 @@ class Dashboard:
         return self.handle(request, body)
 
     def forbidden(self, request: RequestInfo) -> Response:
+        """The 403 page for a request the host app's authorization refused."""
         return self._error(
             request, 403, "Forbidden", "You are not allowed to see this delivery history."
         )

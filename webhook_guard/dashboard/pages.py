@@ -84,13 +84,19 @@ class HistorySource(Protocol):
         since: float | None = None,
         endpoint: str | None = None,
         limit: int = 50,
-    ) -> list[DeliveryRecord]: ...
+    ) -> list[DeliveryRecord]:
+        """Accepted deliveries, newest first."""
+        ...
 
     def rejections(
         self, *, since: float | None = None, endpoint: str | None = None, limit: int = 50
-    ) -> list[RejectionRecord]: ...
+    ) -> list[RejectionRecord]:
+        """Rejected requests, newest first."""
+        ...
 
-    def get(self, delivery_id: str) -> DeliveryRecord | None: ...
+    def get(self, delivery_id: str) -> DeliveryRecord | None:
+        """One delivery with its headers, body and attempts."""
+        ...
 
 
 class BadFilter(ValueError):
@@ -149,6 +155,7 @@ class Filters:
         return urlencode(pairs)
 
     def since_seconds(self) -> float | None:
+        """The ``since`` filter in seconds, None when unset."""
         match = _SINCE.match(self.since)
         return int(match.group(1)) * _UNIT_SECONDS[match.group(2)] if match else None
 
@@ -167,9 +174,11 @@ class PageContext:
     now: float
 
     def url(self, path: str = "/", query: str = "") -> str:
+        """A link to this dashboard's ``path`` with ``query``, under its mount point."""
         return self.base + path + ("?" + query if query else "")
 
     def delivery_url(self, delivery_id: str, suffix: str = "") -> str:
+        """The link to one delivery's page."""
         return self.url(f"/delivery/{quote(delivery_id, safe='')}{suffix}")
 
 
@@ -189,6 +198,7 @@ class Row:
 
     @property
     def is_failed(self) -> bool:
+        """True for what failed from the sender's side (rejected, retrying, dead)."""
         return self.status in FAILED
 
 
@@ -609,6 +619,7 @@ def _preview_note(record: DeliveryRecord) -> str:
 
 
 def error_page(status: int, title: str, message: str, ctx: PageContext) -> str:
+    """A small HTML page for an error ``status`` with ``message``."""
     body = (
         f"<h1>{status} {escape(title)}</h1><p>{escape(message)}</p>"
         f'<p><a href="{escape(ctx.url("/"))}">&larr; Delivery history</a></p>'

@@ -28,6 +28,8 @@ SETTLE_LIMIT_SECONDS = 60.0
 
 
 def run_demo(directory: str | None = None, port: int = 0) -> int:
+    """Serve the Flask sample under gunicorn, send it the demo's deliveries, print the history;
+    returns the exit status."""
     if (
         shutil.which("gunicorn", path=os.path.dirname(sys.executable)) is None
         and not _has_gunicorn()

@@ -70,9 +70,11 @@ class CheckResult:
 
     @property
     def failed(self) -> bool:
+        """True when the check failed (warnings and skips are not failures)."""
         return self.status == "fail"
 
     def as_dict(self) -> dict[str, Any]:
+        """The result as JSON-ready data (``check --json``)."""
         row = asdict(self)
         if self.latency is not None:
             row["latency"] = round(self.latency, 4)
@@ -317,6 +319,7 @@ def format_results(rows: list[CheckResult]) -> str:
 
 
 def summary(rows: list[CheckResult]) -> str:
+    """``"5 pass, 2 warn"``: how many checks ended each way."""
     counts = {s: sum(r.status == s for r in rows) for s in ("pass", "warn", "fail", "skip")}
     return ", ".join(f"{n} {s}" for s, n in counts.items() if n)
 

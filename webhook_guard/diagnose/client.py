@@ -70,6 +70,7 @@ class Target:
 
     @property
     def is_https(self) -> bool:
+        """True for an https:// URL."""
         return self.scheme == "https"
 
 
@@ -85,9 +86,11 @@ class Reply:
 
     @property
     def ok(self) -> bool:
+        """True for a 2xx answer."""
         return 200 <= self.status < 300
 
     def header(self, name: str) -> str | None:
+        """The value of response header ``name`` (case-insensitive), if any."""
         lowered = name.lower()
         return next((v for k, v in self.headers if k.lower() == lowered), None)
 

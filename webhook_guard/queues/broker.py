@@ -61,6 +61,8 @@ class BrokerQueue(ABC):
         return registry.BROKERS
 
     def enqueue(self, delivery: Delivery) -> EnqueueResult:
+        """Reserve in the store (dedupe + history), then publish; a failed publish releases the
+        reservation and raises QueueUnavailable."""
         result = self.store.reserve(delivery, self.engine)
         if result.status is Enqueued.DUPLICATE:
             return result
@@ -75,12 +77,15 @@ class BrokerQueue(ABC):
         return result
 
     async def aenqueue(self, delivery: Delivery) -> EnqueueResult:
+        """``enqueue`` off the event loop."""
         return await asyncio.get_running_loop().run_in_executor(None, self.enqueue, delivery)
 
     def record_rejection(self, rejection: Rejection) -> None:
+        """Keep a refused request's metadata in the store's history."""
         self.store.record_rejection(rejection)
 
     async def arecord_rejection(self, rejection: Rejection) -> None:
+        """``record_rejection`` for the event loop."""
         await self.store.arecord_rejection(rejection)
 
     def replay(

@@ -70,6 +70,7 @@ class CeleryQueue(BrokerQueue):
         return f"<CeleryQueue {_redacted(self.broker_url)} queue={self.queue_name!r}>"
 
     def publish(self, envelope: dict[str, Any], delay: float = 0.0) -> None:
+        """Send the envelope as a Celery task, due ``delay`` seconds from now."""
         try:
             self.app.send_task(
                 TASK_NAME,
@@ -84,6 +85,7 @@ class CeleryQueue(BrokerQueue):
             raise QueueUnavailable(f"{self!r}: {error}") from error
 
     def close(self) -> None:
+        """Close the Celery app's broker connections."""
         self.app.close()
 
 

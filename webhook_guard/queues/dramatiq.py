@@ -72,12 +72,14 @@ class DramatiqQueue(BrokerQueue):
         return f"<DramatiqQueue {type(self.broker).__name__} queue={self.queue_name!r}>"
 
     def publish(self, envelope: dict[str, Any], delay: float = 0.0) -> None:
+        """Send the envelope as a Dramatiq message, delayed by ``delay`` seconds."""
         try:
             self.actor.send_with_options(args=(envelope,), delay=int(delay * 1000) or None)
         except Exception as error:
             raise QueueUnavailable(f"{self!r}: {error}") from error
 
     def close(self) -> None:
+        """Close the broker's connections."""
         self.broker.close()
 
 

@@ -104,6 +104,7 @@ class RQQueue(BrokerQueue):
         return f"<RQQueue {where}/{kwargs.get('db', 0)} queue={self.queue_name!r}>"
 
     def publish(self, envelope: dict[str, Any], delay: float = 0.0) -> None:
+        """Enqueue the envelope as an RQ job (scheduled when ``delay`` > 0)."""
         try:
             self._publish(envelope, delay)
         except (redis.RedisError, OSError) as error:
@@ -146,6 +147,7 @@ class RQQueue(BrokerQueue):
         return True
 
     def close(self) -> None:
+        """Close the Redis connection."""
         self.connection.close()
 
 

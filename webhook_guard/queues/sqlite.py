@@ -384,6 +384,7 @@ class SQLiteQueue:
 
     async def aenqueue(self, delivery: Delivery) -> EnqueueResult:
         # Off the event loop; concurrent requests in the executor share one commit.
+        """``enqueue`` off the event loop; concurrent requests share one commit."""
         return await asyncio.get_running_loop().run_in_executor(None, self.enqueue, delivery)
 
     def record_rejection(self, rejection: Rejection) -> None:
@@ -407,6 +408,7 @@ class SQLiteQueue:
         return time.monotonic() + self.busy_timeout_ms / 1000
 
     async def arecord_rejection(self, rejection: Rejection) -> None:
+        """``record_rejection`` off the event loop."""
         await asyncio.get_running_loop().run_in_executor(None, self.record_rejection, rejection)
 
     def _submit(self, item: _Pending) -> EnqueueResult | None:
@@ -593,14 +595,18 @@ class SQLiteQueue:
             )
 
     def ack(self, claimed: Claimed, note: str | None = None) -> bool:
+        """Record a processed attempt; False for a worker that lost its lease."""
         return self._finish(claimed, "processed", "processed", None, note, None)
 
     def retry_later(
         self, claimed: Claimed, delay: float, error: str, traceback: str | None
     ) -> bool:
+        """Record a failed attempt to run again in ``delay`` seconds; False if the lease was lost.
+        """
         return self._finish(claimed, "retrying", "failed", delay, error, traceback)
 
     def dead(self, claimed: Claimed, error: str, traceback: str | None) -> bool:
+        """Record a dead letter; False for a worker that lost its lease."""
         return self._finish(claimed, "dead", "dead", None, error, traceback)
 
     def _finish(
@@ -766,6 +772,8 @@ class SQLiteQueue:
     def mark_replayed(
         self, delivery_ids: list[str] | None = None, *, statuses: tuple[str, ...] = ()
     ) -> list[str]:
+        """Queue the given deliveries (or those in ``statuses``) again with a fresh attempt budget;
+        returns their ids. A delivery in a worker's hands is left alone."""
         now = time.time()
         with self._transaction() as conn:
             if delivery_ids is not None:
@@ -797,6 +805,7 @@ class SQLiteQueue:
         return result
 
     def release(self, delivery: Delivery) -> None:
+        """Forget a reserved delivery and its dedupe key (its broker publish failed)."""
         with self._transaction() as conn:
             conn.execute("DELETE FROM deliveries WHERE id = ?", (delivery.id,))
             conn.execute(
@@ -805,6 +814,7 @@ class SQLiteQueue:
             )
 
     def attempt_started(self, delivery_id: str, attempt: int) -> None:
+        """Record that a broker worker began attempt ``attempt``."""
         now = time.time()
         with self._transaction() as conn:
             # Unfinished earlier attempts: their worker died, or (rarely) one is still finishing
@@ -826,6 +836,7 @@ class SQLiteQueue:
             )
 
     def attempt_finished(self, delivery_id: str, attempt: int, result: AttemptResult) -> None:
+        """Record how a broker worker's attempt ended, fenced by the attempt number."""
         now = time.time()
         outcome = ATTEMPT_OUTCOMES[result.status]
         with self._transaction() as conn:
@@ -850,10 +861,12 @@ class SQLiteQueue:
             )
 
     def load(self, delivery_id: str) -> Delivery | None:
+        """The stored delivery, body and headers included (for replay), or None."""
         record = self.get(delivery_id)
         return record.delivery() if record is not None else None
 
     def counts(self) -> dict[str, int]:
+        """How many deliveries are in each status."""
         rows = self._connection().execute("SELECT status, COUNT(*) FROM deliveries GROUP BY status")
         return {status: count for status, count in rows}
 

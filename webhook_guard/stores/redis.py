@@ -197,6 +197,7 @@ class RedisStore:
             offset += PAGE
 
     def close(self) -> None:
+        """Close this process's Redis connections."""
         if self._client is not None and self._pid == os.getpid():
             self._client.close()
         self._client, self._pid = None, None
@@ -204,6 +205,7 @@ class RedisStore:
     # -- the request side --------------------------------------------------------------------
 
     def reserve(self, delivery: Delivery, engine: str) -> EnqueueResult:
+        """Dedupe and record a delivery atomically (a Lua script); DUPLICATE names the first id."""
         d, now = delivery, time.time()
         fields: dict[str, Any] = {
             "id": d.id,
@@ -235,6 +237,7 @@ class RedisStore:
         return EnqueueResult(Enqueued.NEW, d.id)
 
     def release(self, delivery: Delivery) -> None:
+        """Forget a reserved delivery; its dedupe key goes only while it still names it."""
         keys = [*self._keys(delivery.id), self._key("deliveries")]
         if delivery.dedupe_key is not None:
             keys.append(self._key("dedupe", delivery.endpoint, delivery.dedupe_key))
@@ -242,6 +245,7 @@ class RedisStore:
             self._scripts["release"](keys=keys, args=[delivery.id])
 
     def record_rejection(self, rejection: Rejection) -> None:
+        """Keep a refused request's metadata (capped at ``max_rejections``)."""
         r = rejection
         meta: list[Any] = [r.endpoint, r.method, r.path, r.remote_addr, r.reason, r.hint]
         meta += [r.body_size, r.body_sha256, r.received_at]
@@ -252,11 +256,13 @@ class RedisStore:
             )
 
     async def arecord_rejection(self, rejection: Rejection) -> None:
+        """``record_rejection`` off the event loop."""
         await asyncio.get_running_loop().run_in_executor(None, self.record_rejection, rejection)
 
     # -- the worker side ---------------------------------------------------------------------
 
     def attempt_started(self, delivery_id: str, attempt: int) -> None:
+        """Record that attempt ``attempt`` began (lost attempts before it are marked so)."""
         now = time.time()
         entry = dataclasses.asdict(AttemptRecord(attempt, now, None, None, None, None))
         lost = {"finished_at": now, "outcome": "lost", "error": LOST}
@@ -264,6 +270,7 @@ class RedisStore:
         self._update(delivery_id, fields, (), lambda e: e["finished_at"] is None, lost, entry)
 
     def attempt_finished(self, delivery_id: str, attempt: int, result: AttemptResult) -> None:
+        """Record how attempt ``attempt`` ended, unless a later one already started."""
         now = time.time()
         outcome = ATTEMPT_OUTCOMES[result.status]
         error = None if result.status == "processed" else result.error
@@ -332,6 +339,7 @@ class RedisStore:
             client.transaction(update, key, log)
 
     def load(self, delivery_id: str) -> Delivery | None:
+        """The stored delivery, body and headers included (for replay), or None."""
         record = self.get(delivery_id)
         return record.delivery() if record is not None else None
 
@@ -473,6 +481,7 @@ class RedisStore:
         )
 
     def counts(self) -> dict[str, int]:
+        """How many deliveries are in each status."""
         totals: dict[str, int] = {}
         with self._errors() as client:
             ids = list(self._ids(client))

@@ -56,6 +56,7 @@ class WebhookGuardSettings:
 
     @property
     def is_set(self) -> bool:
+        """True when ``settings.WEBHOOK_GUARD`` exists."""
         return hasattr(settings, SETTING)
 
     @property
