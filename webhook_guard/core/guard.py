@@ -188,14 +188,17 @@ class Guard:
 
     @property
     def endpoint(self) -> str:
+        """This Guard's endpoint name: it scopes dedupe keys and routes deliveries here."""
         return self.config.endpoint
 
     @property
     def max_body_bytes(self) -> int:
+        """The body cap: larger bodies are refused with 413, unread past the cap."""
         return self.config.max_body_bytes
 
     @property
     def retry_policy(self) -> RetryPolicy:
+        """Attempts and backoff for this Guard's failing handlers."""
         return self.config.retry
 
     # -- handlers ----------------------------------------------------------------------------
@@ -342,6 +345,7 @@ class Guard:
         body: bytes = b"",
         remote_addr: str | None = None,
     ) -> Outcome:
+        """``reject`` for ASGI: recording the rejection never blocks the event loop."""
         self._received()
         self._start_embedded_worker()
         rejection = self._rejection(error, method, path, body, remote_addr)

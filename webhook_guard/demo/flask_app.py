@@ -19,4 +19,5 @@ app.add_url_rule("/webhook", "webhook", make_view(guard))
 
 @app.get("/")
 def index() -> dict[str, str]:
+    """What this server is, for a person (or a test) that opens it in a browser."""
     return {"app": "webhook_guard Flask sample", "webhook": "POST /webhook"}
