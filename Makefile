@@ -4,6 +4,7 @@
 #   make test    ruff, mypy (strict), pytest, then pytest again on the oldest Flask and on arq
 #   make venv    create/refresh .venv with everything `make test` needs
 #   make lint | typing | pytest | test-flask-oldest | test-arq   single steps
+#   make constraints   re-resolve the test dependencies and pin them (requirements/constraints.txt)
 #   make clean   remove virtualenvs, caches and build output
 #
 # Variables: PYTHON (interpreter used to create .venv, >= 3.10), PYTEST_ARGS,
@@ -25,8 +26,12 @@ LINT_PATHS := $(wildcard webhook_guard tests sample_apps benchmarks fuzz)
 OLDEST_TEST_PATHS := tests/adapters/flask tests/core
 ARQ_TEST_PATHS := tests/queues/test_arq.py tests/stores
 
-DEMO_PIP_ARGS := -e '.[demo]'
-TEST_PIP_ARGS := -e '.[flask,django,starlette,fastapi,demo,celery,rq,dramatiq,metrics]' -r requirements/test.txt -r requirements/engines.txt -r requirements/browser.txt
+# CI installs exactly the versions in requirements/constraints.txt (make constraints refreshes it).
+CONSTRAINTS := -c requirements/constraints.txt
+DEMO_PIP_ARGS := -e '.[demo]' $(CONSTRAINTS)
+TEST_PIP_ARGS := -e '.[flask,django,starlette,fastapi,demo,celery,rq,dramatiq,metrics]' -r requirements/test.txt -r requirements/engines.txt -r requirements/browser.txt $(CONSTRAINTS)
+# Unpinned: what `make constraints` resolves afresh.
+FRESH_PIP_ARGS := -e '.[flask,django,starlette,fastapi,demo,celery,rq,dramatiq,metrics]' -r requirements/test.txt -r requirements/engines.txt -r requirements/browser.txt
 OLDEST_PIP_ARGS := -r requirements/flask-oldest.txt -e . pytest pytest-timeout hypothesis gunicorn httpx
 ARQ_PIP_ARGS := -e . -r requirements/arq.txt
 
@@ -69,10 +74,10 @@ define run_pytest
 endef
 
 .DEFAULT_GOAL := help
-.PHONY: help demo test venv lint typing pytest test-flask-oldest test-arq clean
+.PHONY: help demo test venv lint typing pytest test-flask-oldest test-arq clean constraints
 
 help:
-	@sed -n '3,10s/^# \{0,1\}//p' $(firstword $(MAKEFILE_LIST))
+	@sed -n '3,11s/^# \{0,1\}//p' $(firstword $(MAKEFILE_LIST))
 
 demo: $(DEMO_STAMP)
 	$(VENV)/bin/webhook-guard demo
@@ -140,6 +145,18 @@ $(ARQ_STAMP): | $(ARQ_VENV)/bin/python
 	$(ARQ_VENV)/bin/python -m pip install $(PIP_FLAGS) $(ARQ_PIP_ARGS)
 	@rm -f $(ARQ_VENV)/.installed-*
 	@touch $@
+
+# Re-resolve every test dependency afresh into a scratch venv and pin the result.
+constraints:
+	rm -rf .venv-constraints
+	$(PYTHON) -m venv .venv-constraints
+	.venv-constraints/bin/python -m pip install $(PIP_FLAGS) --upgrade pip
+	.venv-constraints/bin/python -m pip install $(PIP_FLAGS) $(FRESH_PIP_ARGS)
+	{ sed -n '1,3p' requirements/constraints.txt; \
+	  .venv-constraints/bin/python -m pip freeze --exclude-editable | grep -v '^webhook' | grep -v '^atheris'; \
+	  echo 'atheris==3.0.0; python_version == "3.11" and platform_machine == "x86_64"'; } > requirements/constraints.txt.new
+	mv requirements/constraints.txt.new requirements/constraints.txt
+	rm -rf .venv-constraints
 
 clean:
 	rm -rf $(VENV) $(OLDEST_VENV) $(ARQ_VENV) .tox build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache
