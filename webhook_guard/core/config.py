@@ -131,11 +131,10 @@ def environment_settings(
     ``secrets=False`` leaves ``WEBHOOK_SECRET`` out (framework settings name their own)."""
     env = os.environ if environ is None else environ
     found: dict[str, Any] = {}
+    # In ENVIRONMENT's order, so WEBHOOK_GUARD_QUEUE (after WEBHOOK_GUARD_DB) wins.
     for variable, (name, kind) in ENVIRONMENT.items():
         value = env.get(variable)
         if not value or (name == "secrets" and not secrets):
-            continue
-        if name == "queue" and "queue" in found and variable == "WEBHOOK_GUARD_DB":
             continue
         if name == "secrets":
             found[name] = _secrets(value, None)
@@ -143,8 +142,6 @@ def environment_settings(
             found[name] = value
         else:
             found[name] = _number(variable, value, kind)
-    if env.get("WEBHOOK_GUARD_QUEUE"):
-        found["queue"] = env["WEBHOOK_GUARD_QUEUE"]
     return found
 
 
