@@ -146,9 +146,29 @@ def test_a_locked_database_fails_every_enqueue_of_the_batch(tmp_path: Path) -> N
 
 
 def test_missing_directory_is_queue_unavailable(tmp_path: Path) -> None:
-    """A database in a directory that does not exist is QueueUnavailable, not a crash."""
+    """A queue object built on a missing directory is QueueUnavailable at use, not a crash."""
     with pytest.raises(QueueUnavailable, match="does not exist"):
         SQLiteQueue(tmp_path / "nope" / "q.db").enqueue(_delivery())
+
+
+def test_a_guard_whose_database_directory_is_missing_fails_at_start_with_the_fix(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Guard(queue=path) and WEBHOOK_GUARD_DB in a missing directory refuse to start, naming
+    the directory and how to fix it, instead of booting into a 503 for every delivery."""
+    from webhook_guard.core.guard import Guard
+    from webhook_guard.exceptions import ConfigurationError
+
+    missing = tmp_path / "nope"
+    with pytest.raises(ConfigurationError, match=r"does not exist.*mkdir -p"):
+        Guard("s", queue=f"sqlite:///{missing}/q.db")
+    monkeypatch.setenv("WEBHOOK_GUARD_DB", str(missing / "q.db"))
+    with pytest.raises(ConfigurationError, match=str(missing)):
+        Guard("s")
+    unopenable = tmp_path / "a-directory.db"
+    unopenable.mkdir()
+    with pytest.raises(QueueUnavailable, match="unable to open"):
+        SQLiteQueue(unopenable).enqueue(_delivery())
 
 
 def _claim_all(path: str, results: multiprocessing.Queue) -> None:  # type: ignore[type-arg]

@@ -72,7 +72,18 @@ def open_queue(url: str | None = None) -> Queue:
 
 
 def open_sqlite(path: str, durability: str = "power") -> Queue:
-    """This process's queue object for the SQLite file at ``path`` (one per file)."""
+    """This process's queue object for the SQLite file at ``path`` (one per file).
+
+    Raises ``ConfigurationError`` at once when the file's directory does not exist: a Guard
+    that booted would answer every delivery 503 (senders retrying until they give up)."""
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise ConfigurationError(
+            f"the directory of the webhook database {path!r} does not exist ({directory}): "
+            f"create it (mkdir -p {directory}) or point WEBHOOK_GUARD_DB / queue= at a file in "
+            "an existing directory (sqlite:////abs/path.db is absolute: four slashes; "
+            "sqlite:///name.db is relative to the working directory)"
+        )
     key = (os.path.realpath(path), durability)
     with _sqlite_lock:
         queue = _sqlite_queues.get(key)

@@ -295,14 +295,17 @@ class SQLiteQueue:
         directory = os.path.dirname(os.path.abspath(self.path))
         if not os.path.isdir(directory):
             raise QueueUnavailable(f"directory of the queue database does not exist: {directory}")
-        conn = sqlite3.connect(
-            self.path,
-            isolation_level=None,
-            timeout=self.busy_timeout_ms / 1000,
-            check_same_thread=True,
-        )
-        conn.execute(f"PRAGMA busy_timeout={int(self.busy_timeout_ms)}")
         try:
+            conn = sqlite3.connect(
+                self.path,
+                isolation_level=None,
+                timeout=self.busy_timeout_ms / 1000,
+                check_same_thread=True,
+            )
+        except sqlite3.Error as error:  # not a file SQLite can open (a directory, no rights)
+            raise QueueUnavailable(f"{self.path}: {error}") from error
+        try:
+            conn.execute(f"PRAGMA busy_timeout={int(self.busy_timeout_ms)}")
             self._prepare(conn)
         except sqlite3.Error as error:
             conn.close()

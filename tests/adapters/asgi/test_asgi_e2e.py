@@ -111,7 +111,7 @@ def test_queue_unavailable_is_503_with_retry_after(tmp_path: Path, app: str) -> 
     if app.startswith("sample_apps.fastapi"):
         pytest.importorskip("fastapi")
     port = free_port()
-    env = sample_env(tmp_path, WEBHOOK_GUARD_DB=str(tmp_path / "missing" / "q.db"))
+    env = sample_env(tmp_path, WEBHOOK_GUARD_DB=str(unopenable(tmp_path)))
     (queue_down,) = [c for c in CASES if c.queue_down]
     (unsigned,) = [c for c in CASES if c.name == "unsigned"]
     with serve(uvicorn_command(app, port), env, port, tmp_path / "server.log"):
@@ -144,3 +144,11 @@ def test_an_unsigned_request_is_refused_without_100_continue(tmp_path: Path, app
                 reply += chunk
     assert reply.startswith(b"HTTP/1.1 400"), reply[:200]
     assert b"100 Continue" not in reply and b'{"error": "missing_signature"}' in reply
+
+
+def unopenable(tmp_path: Path) -> Path:
+    """A database path SQLite cannot open (a directory): the store is down at every request.
+    (A missing directory is refused when the app starts instead.)"""
+    path = tmp_path / "a-directory.db"
+    path.mkdir(exist_ok=True)
+    return path

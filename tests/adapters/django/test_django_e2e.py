@@ -116,9 +116,9 @@ def test_chunked_and_framed_bodies_at_the_cap(tmp_path: Path, server: str) -> No
 
 @pytest.mark.parametrize("server", ["gunicorn-sync", "uvicorn"])
 def test_queue_unavailable_is_503_with_retry_after(tmp_path: Path, server: str) -> None:
-    """A database in a missing directory answers 503 + Retry-After, never 500."""
+    """A database that cannot be opened answers 503 + Retry-After, never 500."""
     port = free_port()
-    env = sample_env(tmp_path, WEBHOOK_GUARD_DB=str(tmp_path / "missing" / "q.db"), **SETTINGS)
+    env = sample_env(tmp_path, WEBHOOK_GUARD_DB=str(unopenable(tmp_path)), **SETTINGS)
     secret = env["WEBHOOK_SECRET"].split(",")[0]
     body = b'{"event": "x"}'
     with serve(SERVERS[server](port), env, port, tmp_path / "server.log"):
@@ -148,3 +148,11 @@ def test_two_gunicorn_workers_process_each_delivery_once(tmp_path: Path) -> None
             digests = dict(pool.map(send, bodies))
         assert len(digests) == len(bodies)
         assert_processed_once(tmp_path, digests)
+
+
+def unopenable(tmp_path: Path) -> Path:
+    """A database path SQLite cannot open (a directory): the store is down at every request.
+    (A missing directory is refused when the app starts instead.)"""
+    path = tmp_path / "a-directory.db"
+    path.mkdir(exist_ok=True)
+    return path

@@ -68,7 +68,7 @@ def test_chunked_body_over_the_cap_is_413_not_a_truncated_200(tmp_path: Path) ->
 def test_queue_unavailable_is_503_with_retry_after(tmp_path: Path) -> None:
     """A database that cannot be opened answers 503 + Retry-After, never 500."""
     port = free_port()
-    env = sample_env(tmp_path, WEBHOOK_GUARD_DB=str(tmp_path / "missing" / "q.db"))
+    env = sample_env(tmp_path, WEBHOOK_GUARD_DB=str(unopenable(tmp_path)))
     secret = env["WEBHOOK_SECRET"].split(",")[0]
     body = b'{"event": "x"}'
     with serve(gunicorn_command(APP, port), env, port, tmp_path / "server.log"):
@@ -103,3 +103,11 @@ def test_preloaded_app_with_two_workers_processes_each_delivery_once(tmp_path: P
         assert wait_until(lambda: {p["id"] for p in processed(tmp_path)} >= ids)
     runs = [p["id"] for p in processed(tmp_path)]
     assert len(ids) == 60 and sorted(runs) == sorted(ids)
+
+
+def unopenable(tmp_path: Path) -> Path:
+    """A database path SQLite cannot open (a directory): the store is down at every request.
+    (A missing directory is refused when the app starts instead.)"""
+    path = tmp_path / "a-directory.db"
+    path.mkdir(exist_ok=True)
+    return path
