@@ -3,6 +3,7 @@
 #   make demo    create .venv if needed, install '.[demo]', run `webhook-guard demo`
 #   make test    ruff, mypy (strict), pytest, then pytest again on the oldest Flask and on arq
 #   make venv    create/refresh .venv with everything `make test` needs
+#   make docs    build the documentation site (site/index.html) strictly
 #   make lint | typing | pytest | test-flask-oldest | test-arq   single steps
 #   make constraints   re-resolve the test dependencies and pin them (requirements/constraints.txt)
 #   make clean   remove virtualenvs, caches and build output
@@ -29,9 +30,9 @@ ARQ_TEST_PATHS := tests/queues/test_arq.py tests/stores
 # CI installs exactly the versions in requirements/constraints.txt (make constraints refreshes it).
 CONSTRAINTS := -c requirements/constraints.txt
 DEMO_PIP_ARGS := -e '.[demo]' $(CONSTRAINTS)
-TEST_PIP_ARGS := -e '.[flask,django,starlette,fastapi,demo,celery,rq,dramatiq,metrics]' -r requirements/test.txt -r requirements/engines.txt -r requirements/browser.txt $(CONSTRAINTS)
+TEST_PIP_ARGS := -e '.[flask,django,starlette,fastapi,demo,celery,rq,dramatiq,metrics]' -r requirements/test.txt -r requirements/engines.txt -r requirements/browser.txt -r requirements/docs.txt $(CONSTRAINTS)
 # Unpinned: what `make constraints` resolves afresh.
-FRESH_PIP_ARGS := -e '.[flask,django,starlette,fastapi,demo,celery,rq,dramatiq,metrics]' -r requirements/test.txt -r requirements/engines.txt -r requirements/browser.txt
+FRESH_PIP_ARGS := -e '.[flask,django,starlette,fastapi,demo,celery,rq,dramatiq,metrics]' -r requirements/test.txt -r requirements/engines.txt -r requirements/browser.txt -r requirements/docs.txt
 OLDEST_PIP_ARGS := -r requirements/flask-oldest.txt -e . pytest pytest-timeout hypothesis gunicorn httpx
 ARQ_PIP_ARGS := -e . -r requirements/arq.txt
 
@@ -74,10 +75,10 @@ define run_pytest
 endef
 
 .DEFAULT_GOAL := help
-.PHONY: help demo test venv lint typing pytest test-flask-oldest test-arq clean constraints
+.PHONY: help demo test venv lint typing pytest test-flask-oldest test-arq clean constraints docs
 
 help:
-	@sed -n '3,11s/^# \{0,1\}//p' $(firstword $(MAKEFILE_LIST))
+	@sed -n '3,12s/^# \{0,1\}//p' $(firstword $(MAKEFILE_LIST))
 
 demo: $(DEMO_STAMP)
 	$(VENV)/bin/webhook-guard demo
@@ -87,6 +88,8 @@ test: $(TEST_STAMP)
 	$(VENV)/bin/ruff check $(LINT_PATHS)
 	@echo "==> mypy (strict)"
 	$(VENV)/bin/mypy
+	@echo "==> docs (mkdocs --strict)"
+	@$(MAKE) --no-print-directory docs
 	@echo "==> pytest"
 	$(call run_pytest,$(VENV)/bin/python -m pytest $(PYTEST_ARGS))
 	@echo "==> pytest on the oldest supported Flask ($(OLDEST_VENV))"
@@ -101,6 +104,10 @@ lint: $(TEST_STAMP)
 
 typing: $(TEST_STAMP)
 	$(VENV)/bin/mypy
+
+# The documentation site into site/: a broken link or an unreadable docstring fails the build.
+docs: $(TEST_STAMP)
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet
 
 pytest: $(TEST_STAMP)
 	$(call run_pytest,$(VENV)/bin/python -m pytest $(PYTEST_ARGS))
@@ -159,5 +166,5 @@ constraints:
 	rm -rf .venv-constraints
 
 clean:
-	rm -rf $(VENV) $(OLDEST_VENV) $(ARQ_VENV) .tox build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(OLDEST_VENV) $(ARQ_VENV) .tox build dist site *.egg-info .pytest_cache .mypy_cache .ruff_cache
 	find . -path ./.git -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
