@@ -44,6 +44,7 @@ from typing import TYPE_CHECKING, Any
 
 try:
     import flask
+    import werkzeug.exceptions
 except ImportError as error:  # pragma: no cover - exercised only without the extra
     raise ImportError(
         "webhook_guard.adapters.flask needs Flask: pip install 'webhook-guard[flask]'"
@@ -54,7 +55,7 @@ from webhook_guard.core.body import check_buffered_body, read_wsgi_body
 from webhook_guard.core.config import GuardConfig
 from webhook_guard.core.guard import Guard, Handler, Outcome
 from webhook_guard.core.request import answer
-from webhook_guard.exceptions import ConfigurationError, IncompleteBody
+from webhook_guard.exceptions import ConfigurationError, IncompleteBody, MethodNotAllowed
 
 if TYPE_CHECKING:
     from flask.typing import ResponseReturnValue
@@ -218,6 +219,28 @@ def _on_any_request(app: flask.Flask, **_: Any) -> None:
             guard.ensure_worker()
         except Exception:  # secondary work never fails the app's request
             logger.exception("webhook_guard: starting the consumer of %r failed", guard)
+    _answer_unlisted_methods_in_json()
+
+
+def _answer_unlisted_methods_in_json() -> None:
+    """A method Werkzeug's router refuses before any view runs (one no rule lists, ``BREW``)
+    on a webhook path: answer the contract's JSON 405, recorded like any rejection, instead of
+    Werkzeug's HTML page. Done by giving the pending routing error our response."""
+    request = flask.request
+    if not isinstance(request.routing_exception, werkzeug.exceptions.MethodNotAllowed):
+        return
+    try:
+        adapter = flask.current_app.url_map.bind_to_environ(request.environ)
+        endpoint, _ = adapter.match(method="POST")
+    except Exception:  # not a webhook path: Flask's own 405 stands
+        return
+    guard = getattr(flask.current_app.view_functions.get(endpoint), GUARD_ATTRIBUTE, None)
+    if isinstance(guard, Guard):
+        error = MethodNotAllowed(f"{request.method} is not POST")
+        outcome = guard.reject(error, request.method, request.path, remote_addr=request.remote_addr)
+        request.routing_exception = werkzeug.exceptions.MethodNotAllowed(
+            valid_methods=["POST"], response=render(outcome)
+        )
 
 
 def _on_request_of_current_app() -> None:

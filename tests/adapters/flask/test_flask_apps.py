@@ -314,3 +314,21 @@ def test_a_webhook_request_starts_the_consumer_on_every_flask(tmp_path: Path) ->
         assert wait_until(lambda: seen == ["acme"], limit=10)
     finally:
         guard.stop_worker()
+
+
+@pytest.mark.skipif(not signals_available(), reason="Flask 2.2 without blinker: Werkzeug's 405")
+@pytest.mark.parametrize("method", ["BREW", "FOO"])
+def test_a_method_no_rule_lists_gets_the_json_405_and_is_recorded(
+    tmp_path: Path, method: str
+) -> None:
+    """An invented method on a webhook path: the contract's JSON 405 with Allow: POST (not
+    Werkzeug's HTML page), recorded in the history; other paths keep Flask's own answer."""
+    seen: list[str] = []
+    app, guard = decorated_app(tmp_path, seen)
+    reply = app.test_client().open("/webhook", method=method)
+    assert reply.status_code == 405
+    assert reply.get_json() == {"error": "method_not_allowed"}
+    assert reply.headers["Allow"] == "POST"
+    assert [r.reason for r in guard.queue.rejections()] == ["method_not_allowed"]  # type: ignore[attr-defined]
+    other = app.test_client().open("/health", method=method)
+    assert other.status_code == 405 and other.get_json(silent=True) is None
