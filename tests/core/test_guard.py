@@ -152,4 +152,5 @@ def test_the_environment_fills_what_the_code_does_not_say(
     explicit = Guard(SECRET, endpoint="explicit", worker="embedded", max_body_bytes=10)
     assert explicit.config.worker == "embedded" and explicit.max_body_bytes == 10
     monkeypatch.setenv("WEBHOOK_SECRET", "from-the-environment")
-    assert Guard(endpoint="env-secret").config.secrets == ("from-the-environment",)
+    secrets = Guard(endpoint="env-secret").config.secrets
+    assert [s.reveal() for s in secrets] == ["from-the-environment"]

@@ -284,8 +284,9 @@ def test_octokit_payload_reserialized_no_longer_verifies() -> None:
     rejects("github", headers, reserialized, [b"development"], NOW, SignatureMismatch)
 
 
-def test_github_delivery_key_is_scoped_by_hook_id() -> None:
-    """GitHub's delivery key is "<X-GitHub-Hook-ID>:<X-GitHub-Delivery>"; event from its header."""
+def test_github_delivery_key_is_the_body_digest_not_the_unsigned_ids() -> None:
+    """GitHub's ids are unsigned: the key is the body's sha256 whatever they say; event and
+    sender id from the headers."""
     headers = {
         "X-Hub-Signature-256": (
             "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17"
@@ -297,13 +298,17 @@ def test_github_delivery_key_is_scoped_by_hook_id() -> None:
     scheme = get_scheme("github")
     key = scheme.key_for("It's a Secret to Everybody")
     verified = scheme.verify(Headers(headers), b"Hello, World!", [key], NOW)
-    assert verified.delivery_key == "292430182:72d3162e-cc78-11e3-81ab-4c9367dc0958"
+    digest = "sha256:" + hashlib.sha256(b"Hello, World!").hexdigest()
+    assert verified.delivery_key == digest
+    assert verified.sender_id == "72d3162e-cc78-11e3-81ab-4c9367dc0958"
     assert verified.event_type == "push"
     assert verified.timestamp is None
-    unscoped = scheme.verify(
-        Headers(without(headers, "X-GitHub-Hook-ID")), b"Hello, World!", [key], NOW
-    )
-    assert unscoped.delivery_key == "72d3162e-cc78-11e3-81ab-4c9367dc0958"
+    for forged in (
+        without(headers, "X-GitHub-Hook-ID"),
+        without(headers, "X-GitHub-Delivery"),
+        {**headers, "X-GitHub-Delivery": "forged", "X-GitHub-Hook-ID": "1"},
+    ):
+        assert scheme.verify(Headers(forged), b"Hello, World!", [key], NOW).delivery_key == digest
 
 
 def standard_headers(signature: str, *, prefix: str = "webhook-") -> dict[str, str]:
@@ -393,7 +398,8 @@ def test_slack_vector_needs_the_fixed_clock() -> None:
 
 
 def test_shopify_vector_reports_webhook_id_and_topic() -> None:
-    """Shopify's delivery key is X-Shopify-Webhook-Id and its event is X-Shopify-Topic."""
+    """Shopify's unsigned X-Shopify-Webhook-Id is the sender id, not the key (the body's
+    sha256); its event is X-Shopify-Topic (the body names none)."""
     scheme = get_scheme("shopify")
     headers = {
         "X-Shopify-Hmac-Sha256": "B23tXN681gZ0qIWNRrgtzBE9XSDo5yaUu6wfmhu3a7g=",
@@ -403,7 +409,8 @@ def test_shopify_vector_reports_webhook_id_and_topic() -> None:
     verified = scheme.verify(
         Headers(headers), b'{"foo": "bar"}', [scheme.key_for("test_secret_key")], NOW
     )
-    assert verified.delivery_key == "b54557e4-bdd9-4b37-8a5f-bf7d70bcd043"
+    assert verified.delivery_key == "sha256:" + hashlib.sha256(b'{"foo": "bar"}').hexdigest()
+    assert verified.sender_id == "b54557e4-bdd9-4b37-8a5f-bf7d70bcd043"
     assert verified.event_type == "orders/create"
 
 
@@ -450,14 +457,21 @@ def test_cloudaipilot_signature_is_sha256_hex_of_raw_body() -> None:
     assert headers["X-CloudAIPilot-Event"] == "order.paid"
 
 
-def test_cloudaipilot_delivery_key_from_header_when_present() -> None:
-    """With X-CloudAIPilot-Delivery, the delivery key is that header's value."""
+def test_cloudaipilot_delivery_header_is_the_sender_id_not_the_key() -> None:
+    """X-CloudAIPilot-Delivery is unsigned: it is shown as the sender id, and the key is the
+    body's sha256 with it, without it or with any other value."""
     headers = signed("cloudaipilot")
-    verified = get_scheme("cloudaipilot").verify(
-        Headers(headers), BODY, keys_for("cloudaipilot", 0), NOW
-    )
-    assert verified.delivery_key == "msg_42"
+    scheme = get_scheme("cloudaipilot")
+    verified = scheme.verify(Headers(headers), BODY, keys_for("cloudaipilot", 0), NOW)
+    digest = "sha256:" + hashlib.sha256(BODY).hexdigest()
+    assert (verified.delivery_key, verified.sender_id) == (digest, "msg_42")
     assert verified.event_type == "order.paid"
+    for forged in (
+        without(headers, "X-CloudAIPilot-Delivery"),
+        {**headers, "X-CloudAIPilot-Delivery": "msg_43"},
+    ):
+        again = scheme.verify(Headers(forged), BODY, keys_for("cloudaipilot", 0), NOW)
+        assert again.delivery_key == digest
 
 
 def test_cloudaipilot_delivery_key_falls_back_to_body_sha256() -> None:

@@ -21,7 +21,10 @@ class Delivery:
     """One accepted delivery as a handler sees it.
 
     ``body`` holds the raw bytes the sender signed. ``headers`` are the request's headers less
-    any credential (Authorization, Cookie, ...). ``attempt`` is 1-based and set by the worker.
+    any credential (Authorization, Cookie, ...) and the signature. ``attempt`` is 1-based and
+    set by the worker. ``dedupe_key`` comes from signed content only (``schemes``);
+    ``sender_id`` is the sender's own delivery id from its id header, for display: where that
+    header is unsigned it is not the dedupe key, since anyone could change it.
     """
 
     id: str
@@ -33,6 +36,7 @@ class Delivery:
     received_at: float = 0.0
     scheme: str = ""
     attempt: int = 1
+    sender_id: str | None = None
     _parsed: list[Any] = field(default_factory=list, repr=False, compare=False)
 
     @property
@@ -63,6 +67,7 @@ class Delivery:
             "body_b64": base64.b64encode(self.body).decode("ascii"),
             "body_sha256": self.body_sha256,
             "attempt": self.attempt,
+            "sender_id": self.sender_id,
         }
 
     @classmethod
@@ -85,4 +90,6 @@ class Delivery:
             received_at=float(envelope["received_at"]),
             scheme=envelope.get("scheme", ""),
             attempt=int(envelope.get("attempt", 1)),
+            # Envelopes published before sender_id existed have none.
+            sender_id=envelope.get("sender_id"),
         )
