@@ -42,7 +42,7 @@ def revealed(config: GuardConfig) -> tuple[str, ...]:
 
 
 def test_a_secret_is_masked_in_repr_str_and_formatting() -> None:
-    """repr, str, f-strings and logging's %-formatting all show Secret('****'); reveal() gives the value."""
+    """repr, str, f-strings and logging's %-formatting show Secret('****'); reveal() does not."""
     secret = Secret(CANARY)
     logged = logging.makeLogRecord({"msg": "%s %r", "args": (secret, secret)}).getMessage()
     shown = [repr(secret), str(secret), f"{secret}", logged, repr([secret])]
