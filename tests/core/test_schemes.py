@@ -1041,3 +1041,18 @@ def test_an_empty_body_timestamp_field_is_a_configuration_error() -> None:
 
     with pytest.raises(ConfigurationError, match="body_timestamp_field"):
         cloudaipilot(body_timestamp_field=" ")
+
+
+def test_docs_schemes_table_is_what_the_schemes_describe() -> None:
+    """docs/schemes.md holds, per preset, the row describe() gives: the docs cannot drift."""
+    from pathlib import Path
+
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "schemes.md").read_text()
+    for name in PRESET_NAMES:
+        d = get_scheme(name).describe()
+        headers = ", ".join(f"`{h}`" for h in d.signature_headers)
+        row = (
+            f"| `{d.name}` | {headers} | {' + '.join(d.signed)} | {d.dedupe_key} | "
+            f"{d.event_type} | {d.replay} |"
+        )
+        assert row in docs, row
