@@ -41,6 +41,7 @@ class Delivery:
 
     @property
     def body_sha256(self) -> str:
+        """The hex sha256 of the raw body."""
         return hashlib.sha256(self.body).hexdigest()
 
     def json(self) -> Any:
@@ -50,6 +51,8 @@ class Delivery:
         return self._parsed[0]
 
     def header(self, name: str) -> str | None:
+        """The stored header's value (name case-insensitive), or None; credentials and the
+        signature are never stored."""
         lowered = name.lower()
         return next((v for k, v in self.headers if k == lowered), None)
 
@@ -72,6 +75,8 @@ class Delivery:
 
     @classmethod
     def from_envelope(cls, envelope: dict[str, Any]) -> Delivery:
+        """The Delivery an envelope carries (fields it lacks take their defaults); ValueError
+        when its body does not match its sha256."""
         try:
             body = base64.b64decode(envelope["body_b64"])
         except binascii.Error:  # truncated: say what the caller needs to know, as below

@@ -82,6 +82,7 @@ class Headers:
         return values[0]
 
     def get_all(self, name: str) -> list[str]:
+        """Every value the header was sent with, in arrival order."""
         return list(self._items.get(name.lower(), ()))
 
     def __contains__(self, name: object) -> bool:

@@ -570,6 +570,7 @@ class StandardWebhooksScheme(HmacScheme):
 
     @property
     def signature_headers(self) -> tuple[str, ...]:
+        """``webhook-signature`` and its Svix name, ``svix-signature``."""
         return ("webhook-signature", "svix-signature")
 
     @staticmethod
