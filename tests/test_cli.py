@@ -85,7 +85,8 @@ def test_show_prints_every_attempt_with_its_traceback(tmp_path: Path) -> None:
     _, (_, dead_id) = _history_db(tmp_path)
     result = run("show", dead_id[:10], "--db", str(tmp_path / "q.db"))
     assert result.returncode == 0, result.stderr
-    assert "x-cloudaipilot-signature" in result.stdout
+    assert "x-cloudaipilot-delivery" in result.stdout
+    assert "x-cloudaipilot-signature" not in result.stdout  # never stored, so never shown
     assert '"fail": 1' in result.stdout
     assert result.stdout.count("ZeroDivisionError") >= 2
     assert run("show", "nope", "--db", str(tmp_path / "q.db")).returncode == 1

@@ -768,12 +768,18 @@ def _add_diagnose_commands(
 
 
 def _diagnose_secret(args: argparse.Namespace) -> str:
-    secret: str | None = args.secret
-    if secret is None:
-        secret = (os.environ.get("WEBHOOK_SECRET") or "").split(",")[0]
-    if not secret:
+    """The secret to sign with: the first that --secret or WEBHOOK_SECRET holds, split by the
+    rule a Guard applies to the same string (``split_secrets``: comma-separated, spaces around
+    each stripped), so the CLI and the receiver never disagree on what the secret is."""
+    from webhook_guard.core.secrets import split_secrets
+
+    value: str | None = args.secret
+    if value is None:
+        value = os.environ.get("WEBHOOK_SECRET") or ""
+    secrets = split_secrets(value)
+    if not secrets:
         raise UsageError("give the secret with --secret or set WEBHOOK_SECRET")
-    return secret
+    return secrets[0]
 
 
 def _read_input(path: str) -> bytes:

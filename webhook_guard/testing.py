@@ -39,8 +39,9 @@ def sign_request(
         body: the exact bytes that will be sent.
         timestamp: Unix seconds to sign, for schemes that sign one; defaults to now. Pass
             ``int(clock())`` when the receiving side uses a ``FrozenClock``.
-        msg_id: the delivery id header's value, for schemes that have one; random if omitted
-            where the scheme signs it.
+        msg_id: the delivery id header's value, for schemes that have one; random if omitted.
+            It is the dedupe key only where the scheme signs it (``standard``); elsewhere the
+            key comes from the body, so two deliveries need two different bodies.
         event: the event type header's value, for schemes that carry one in a header.
     """
     return get_scheme(scheme).sign(body, secret, timestamp=timestamp, msg_id=msg_id, event=event)

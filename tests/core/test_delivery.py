@@ -25,6 +25,7 @@ def make(body: bytes = b'{"n": 1}', **fields: Any) -> Delivery:
     dedupe_key=st.none() | st.text(max_size=30),
     received_at=st.floats(min_value=0, max_value=4e9),
     attempt=st.integers(1, 100),
+    sender_id=st.none() | st.text(max_size=30),
 )
 def test_envelope_round_trip_is_byte_exact(
     body: bytes,
@@ -33,6 +34,7 @@ def test_envelope_round_trip_is_byte_exact(
     dedupe_key: str | None,
     received_at: float,
     attempt: int,
+    sender_id: str | None,
 ) -> None:
     """A delivery survives to_envelope -> JSON text -> from_envelope with its bytes unchanged."""
     original = Delivery(
@@ -45,6 +47,7 @@ def test_envelope_round_trip_is_byte_exact(
         received_at=received_at,
         scheme="github",
         attempt=attempt,
+        sender_id=sender_id,
     )
     restored = Delivery.from_envelope(json.loads(json.dumps(original.to_envelope())))
     assert restored == original
@@ -92,13 +95,16 @@ def test_wrong_sha256_is_refused() -> None:
 
 
 def test_envelope_without_optional_fields_uses_defaults() -> None:
-    """An envelope without scheme, attempt, event_type or dedupe_key gets the defaults."""
-    envelope = make().to_envelope()
-    for key in ("scheme", "attempt", "event_type", "dedupe_key"):
+    """An envelope without scheme, attempt, event_type, dedupe_key or sender_id (published
+    before sender_id existed) gets the defaults."""
+    envelope = make(sender_id="dlv-1").to_envelope()
+    assert envelope["sender_id"] == "dlv-1"
+    for key in ("scheme", "attempt", "event_type", "dedupe_key", "sender_id"):
         del envelope[key]
     restored = Delivery.from_envelope(envelope)
     assert (restored.scheme, restored.attempt) == ("", 1)
     assert restored.event_type is None and restored.dedupe_key is None
+    assert restored.sender_id is None
 
 
 def test_json_is_parsed_lazily_and_once(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -152,4 +152,122 @@ def test_the_environment_fills_what_the_code_does_not_say(
     explicit = Guard(SECRET, endpoint="explicit", worker="embedded", max_body_bytes=10)
     assert explicit.config.worker == "embedded" and explicit.max_body_bytes == 10
     monkeypatch.setenv("WEBHOOK_SECRET", "from-the-environment")
-    assert Guard(endpoint="env-secret").config.secrets == ("from-the-environment",)
+    secrets = Guard(endpoint="env-secret").config.secrets
+    assert [s.reveal() for s in secrets] == ["from-the-environment"]
+
+
+# -- replay limits and what is stored -------------------------------------------------------
+
+
+def _stored_headers(guard: Guard, outcome_body: bytes) -> dict[str, str]:
+    queue = guard.queue
+    assert isinstance(queue, SQLiteQueue)
+    delivery = queue.load(json.loads(outcome_body)["id"])
+    assert delivery is not None
+    return dict(delivery.headers)
+
+
+def test_a_captured_request_under_a_new_delivery_header_is_a_duplicate(tmp_path: Path) -> None:
+    """Changing or dropping the unsigned X-CloudAIPilot-Delivery does not make a captured
+    request new; a forged X-CloudAIPilot-Event does not re-route its signed body."""
+    guard = Guard(SECRET, queue=str(tmp_path / "q.db"), worker="external")
+    headers = sign_request("cloudaipilot", SECRET, BODY, msg_id="dlv-1")
+    first = guard.receive("POST", "/webhook", headers, BODY)
+    assert json.loads(first.body)["status"] == "ok"
+    forged = {**headers, "X-CloudAIPilot-Delivery": "dlv-2", "X-CloudAIPilot-Event": "admin.wipe"}
+    dropped = {k: v for k, v in headers.items() if k != "X-CloudAIPilot-Delivery"}
+    for replayed in (forged, dropped):
+        again = json.loads(guard.receive("POST", "/webhook", replayed, BODY).body)
+        assert again == {"status": "duplicate", "id": json.loads(first.body)["id"]}
+    queue = guard.queue
+    assert isinstance(queue, SQLiteQueue)
+    delivery = queue.load(json.loads(first.body)["id"])
+    assert delivery is not None and delivery.event_type == "invoice.paid"
+
+
+@pytest.mark.parametrize(
+    "preset", ["cloudaipilot", "github", "stripe", "standard", "slack", "shopify"]
+)
+def test_no_signature_header_is_stored(preset: str, tmp_path: Path) -> None:
+    """The scheme's signature header is not in the stored delivery's headers, whoever reads it."""
+    secret = "whsec_" + "c3RvcmVkLXNlY3JldA==" if preset == "standard" else SECRET
+    guard = Guard(secret, scheme=preset, queue=str(tmp_path / "q.db"), worker="external")
+    headers = sign_request(preset, secret, BODY, event="invoice.paid")
+    outcome = guard.receive("POST", "/webhook", headers, BODY)
+    assert outcome.status == 200
+    stored = _stored_headers(guard, outcome.body)
+    for name in guard.scheme.signature_headers:
+        assert name.lower() not in stored
+    assert headers[guard.scheme.signature_header] not in stored.values()
+    assert stored["content-type"] == "application/json"
+
+
+def test_svix_signature_is_not_stored_either(tmp_path: Path) -> None:
+    """Standard Webhooks sent with svix-* names: svix-signature is dropped, svix-id kept."""
+    secret = "whsec_c3RvcmVkLXNlY3JldA=="
+    guard = Guard(secret, scheme="standard", queue=str(tmp_path / "q.db"), worker="external")
+    signed = sign_request("standard", secret, BODY, msg_id="msg_svix")
+    headers = {k.replace("webhook-", "svix-"): v for k, v in signed.items()}
+    outcome = guard.receive("POST", "/webhook", headers, BODY)
+    stored = _stored_headers(guard, outcome.body)
+    assert "svix-signature" not in stored and stored["svix-id"] == "msg_svix"
+
+
+def test_redact_headers_adds_patterns_to_the_defaults(tmp_path: Path) -> None:
+    """Guard(redact_headers=...) drops headers matching its patterns too, and the defaults
+    still apply (X-Access-Key, X-Signing-Key)."""
+    guard = Guard(
+        SECRET, queue=str(tmp_path / "q.db"), worker="external", redact_headers=["tenant_pin"]
+    )
+    headers = {
+        **sign_request("cloudaipilot", SECRET, BODY),
+        "X-Tenant-Pin": "4321",
+        "X-Access-Key": "AKIA-canary",
+        "X-Signing-Key": "sk-canary",
+        "X-Kept": "yes",
+    }
+    outcome = guard.receive("POST", "/webhook", headers, BODY)
+    stored = _stored_headers(guard, outcome.body)
+    assert stored["x-kept"] == "yes"
+    for name in ("x-tenant-pin", "x-access-key", "x-signing-key"):
+        assert name not in stored
+    assert guard.config.redact_headers == ("tenant-pin",)
+
+
+def test_redact_headers_setting_from_a_mapping() -> None:
+    """REDACT_HEADERS (a list or comma-separated) becomes GuardConfig.redact_headers."""
+    from webhook_guard.core.config import GuardConfig
+
+    assert GuardConfig.from_mapping(
+        {"SECRET": SECRET, "REDACT_HEADERS": "X_Pin, tenant"}
+    ).redact_headers == ("x-pin", "tenant")
+    assert GuardConfig.from_mapping(
+        {"SECRET": SECRET, "REDACT_HEADERS": ["Pin"]}
+    ).redact_headers == ("pin",)
+
+
+def test_the_sender_id_is_kept_for_display(tmp_path: Path) -> None:
+    """The unsigned id header's value reaches the Delivery as sender_id."""
+    guard = Guard(SECRET, queue=str(tmp_path / "q.db"), worker="external")
+    headers = sign_request("cloudaipilot", SECRET, BODY, msg_id="dlv-shown")
+    delivery = guard.admit("POST", headers, BODY)
+    assert delivery.sender_id == "dlv-shown"
+    assert delivery.dedupe_key is not None and "dlv-shown" not in delivery.dedupe_key
+
+
+def test_a_stale_body_timestamp_is_401_through_the_guard(tmp_path: Path) -> None:
+    """With body_timestamp_field, a captured request replayed late is refused with 401."""
+    from webhook_guard.core.schemes import cloudaipilot
+    from webhook_guard.testing import FrozenClock
+
+    clock = FrozenClock()
+    scheme = cloudaipilot(body_timestamp_field="timestamp")
+    guard = Guard(
+        SECRET, scheme=scheme, queue=str(tmp_path / "q.db"), worker="external", clock=clock
+    )
+    body = json.dumps({"event": "invoice.paid", "timestamp": int(clock())}).encode()
+    headers = sign_request(scheme, SECRET, body)
+    assert guard.receive("POST", "/webhook", headers, body).status == 200
+    clock.advance(7 * 24 * 3600 + 1)
+    late = guard.receive("POST", "/webhook", headers, body)
+    assert (late.status, json.loads(late.body)) == (401, {"error": "timestamp_out_of_tolerance"})

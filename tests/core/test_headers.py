@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from webhook_guard.core.headers import Headers, is_credential_header
+from webhook_guard.core.headers import Headers, is_credential_header, normalise_patterns
 from webhook_guard.exceptions import MalformedSignature
 
 
@@ -51,17 +51,63 @@ def test_empty_value_is_returned_empty() -> None:
 
 @pytest.mark.parametrize(
     "name",
-    ["Authorization", "Proxy-Authorization", "Cookie", "X-Api-Key", "X-Auth-Token", "X-Session"],
+    [
+        "Authorization",
+        "Proxy-Authorization",
+        "Cookie",
+        "X-Api-Key",
+        "X-Auth-Token",
+        "X-Session",
+        "X-Access-Key",
+        "X-Signing-Key",
+        "X_API_KEY",
+        "X-Client-Secret",
+        "X-Db-Passwd",
+        "X-Amz-Security-Token",
+        "X-Shopify-Access-Token",
+        "Stripe-Signature",
+        "X-Credentials",
+    ],
 )
 def test_credential_headers_are_recognised(name: str) -> None:
     """Headers whose names say they carry a credential are recognised."""
     assert is_credential_header(name)
 
 
-def test_safe_items_and_repr_drop_credentials() -> None:
-    """safe_items and repr keep signature headers but drop credentials."""
+def test_safe_items_and_repr_drop_credentials_and_signatures() -> None:
+    """safe_items and repr drop credentials and signature headers, and keep the rest."""
     headers = Headers(
-        {"Authorization": "Bearer hunter2", "Cookie": "sid=hunter3", "X-Hub-Signature-256": "x"}
+        {
+            "Authorization": "Bearer hunter2",
+            "Cookie": "sid=hunter3",
+            "X-Hub-Signature-256": "hunter4",
+            "X-GitHub-Event": "push",
+        }
     )
-    assert headers.safe_items() == [("x-hub-signature-256", "x")]
+    assert headers.safe_items() == [("x-github-event", "push")]
     assert "hunter" not in repr(headers)
+
+
+@pytest.mark.parametrize(
+    "name", ["Content-Type", "User-Agent", "X-GitHub-Event", "X-GitHub-Delivery", "webhook-id"]
+)
+def test_ordinary_headers_are_kept(name: str) -> None:
+    """Headers whose names hold no credential pattern are stored and shown."""
+    assert not is_credential_header(name)
+    assert Headers({name: "v"}).safe_items() == [(name.lower(), "v")]
+
+
+def test_extra_patterns_and_exact_names_are_dropped_too() -> None:
+    """safe_items takes more patterns ("_" read as "-") and exact names to drop."""
+    headers = Headers({"X-Tenant-Pin": "1234", "X-Shopify-Hmac-Sha256": "sig", "X-Other": "ok"})
+    extra = normalise_patterns(["TENANT_PIN"])
+    assert extra == ("tenant-pin",)
+    kept = headers.safe_items(extra, drop=["x-shopify-hmac-SHA256"])
+    assert kept == [("x-other", "ok")]
+
+
+@pytest.mark.parametrize("bad", [[""], ["  "], [3]])
+def test_empty_or_non_text_patterns_are_refused(bad: list[object]) -> None:
+    """An empty pattern would match every header; a non-string is no pattern."""
+    with pytest.raises((ValueError, TypeError)):
+        normalise_patterns(bad)  # type: ignore[arg-type]

@@ -284,8 +284,9 @@ def test_octokit_payload_reserialized_no_longer_verifies() -> None:
     rejects("github", headers, reserialized, [b"development"], NOW, SignatureMismatch)
 
 
-def test_github_delivery_key_is_scoped_by_hook_id() -> None:
-    """GitHub's delivery key is "<X-GitHub-Hook-ID>:<X-GitHub-Delivery>"; event from its header."""
+def test_github_delivery_key_is_the_body_digest_not_the_unsigned_ids() -> None:
+    """GitHub's ids are unsigned: the key is the body's sha256 whatever they say; event and
+    sender id from the headers."""
     headers = {
         "X-Hub-Signature-256": (
             "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17"
@@ -297,13 +298,17 @@ def test_github_delivery_key_is_scoped_by_hook_id() -> None:
     scheme = get_scheme("github")
     key = scheme.key_for("It's a Secret to Everybody")
     verified = scheme.verify(Headers(headers), b"Hello, World!", [key], NOW)
-    assert verified.delivery_key == "292430182:72d3162e-cc78-11e3-81ab-4c9367dc0958"
+    digest = "sha256:" + hashlib.sha256(b"Hello, World!").hexdigest()
+    assert verified.delivery_key == digest
+    assert verified.sender_id == "72d3162e-cc78-11e3-81ab-4c9367dc0958"
     assert verified.event_type == "push"
     assert verified.timestamp is None
-    unscoped = scheme.verify(
-        Headers(without(headers, "X-GitHub-Hook-ID")), b"Hello, World!", [key], NOW
-    )
-    assert unscoped.delivery_key == "72d3162e-cc78-11e3-81ab-4c9367dc0958"
+    for forged in (
+        without(headers, "X-GitHub-Hook-ID"),
+        without(headers, "X-GitHub-Delivery"),
+        {**headers, "X-GitHub-Delivery": "forged", "X-GitHub-Hook-ID": "1"},
+    ):
+        assert scheme.verify(Headers(forged), b"Hello, World!", [key], NOW).delivery_key == digest
 
 
 def standard_headers(signature: str, *, prefix: str = "webhook-") -> dict[str, str]:
@@ -393,7 +398,8 @@ def test_slack_vector_needs_the_fixed_clock() -> None:
 
 
 def test_shopify_vector_reports_webhook_id_and_topic() -> None:
-    """Shopify's delivery key is X-Shopify-Webhook-Id and its event is X-Shopify-Topic."""
+    """Shopify's unsigned X-Shopify-Webhook-Id is the sender id, not the key (the body's
+    sha256); its event is X-Shopify-Topic (the body names none)."""
     scheme = get_scheme("shopify")
     headers = {
         "X-Shopify-Hmac-Sha256": "B23tXN681gZ0qIWNRrgtzBE9XSDo5yaUu6wfmhu3a7g=",
@@ -403,7 +409,8 @@ def test_shopify_vector_reports_webhook_id_and_topic() -> None:
     verified = scheme.verify(
         Headers(headers), b'{"foo": "bar"}', [scheme.key_for("test_secret_key")], NOW
     )
-    assert verified.delivery_key == "b54557e4-bdd9-4b37-8a5f-bf7d70bcd043"
+    assert verified.delivery_key == "sha256:" + hashlib.sha256(b'{"foo": "bar"}').hexdigest()
+    assert verified.sender_id == "b54557e4-bdd9-4b37-8a5f-bf7d70bcd043"
     assert verified.event_type == "orders/create"
 
 
@@ -450,14 +457,21 @@ def test_cloudaipilot_signature_is_sha256_hex_of_raw_body() -> None:
     assert headers["X-CloudAIPilot-Event"] == "order.paid"
 
 
-def test_cloudaipilot_delivery_key_from_header_when_present() -> None:
-    """With X-CloudAIPilot-Delivery, the delivery key is that header's value."""
+def test_cloudaipilot_delivery_header_is_the_sender_id_not_the_key() -> None:
+    """X-CloudAIPilot-Delivery is unsigned: it is shown as the sender id, and the key is the
+    body's sha256 with it, without it or with any other value."""
     headers = signed("cloudaipilot")
-    verified = get_scheme("cloudaipilot").verify(
-        Headers(headers), BODY, keys_for("cloudaipilot", 0), NOW
-    )
-    assert verified.delivery_key == "msg_42"
+    scheme = get_scheme("cloudaipilot")
+    verified = scheme.verify(Headers(headers), BODY, keys_for("cloudaipilot", 0), NOW)
+    digest = "sha256:" + hashlib.sha256(BODY).hexdigest()
+    assert (verified.delivery_key, verified.sender_id) == (digest, "msg_42")
     assert verified.event_type == "order.paid"
+    for forged in (
+        without(headers, "X-CloudAIPilot-Delivery"),
+        {**headers, "X-CloudAIPilot-Delivery": "msg_43"},
+    ):
+        again = scheme.verify(Headers(forged), BODY, keys_for("cloudaipilot", 0), NOW)
+        assert again.delivery_key == digest
 
 
 def test_cloudaipilot_delivery_key_falls_back_to_body_sha256() -> None:
@@ -836,3 +850,209 @@ def test_rejection_messages_name_the_header(preset: str) -> None:
         preset, signed(preset), BODY + b"!", keys_for(preset, 0), NOW, SignatureMismatch
     )
     assert scheme.signature_header in error.hint
+
+
+# -- replay limits: unsigned headers never override signed content ---------------------------
+
+UNSIGNED_ID = ("cloudaipilot", "github", "shopify")
+
+
+@pytest.mark.parametrize("preset", UNSIGNED_ID)
+def test_an_unsigned_id_header_cannot_give_a_captured_request_a_new_key(preset: str) -> None:
+    """Dropping or changing the unsigned id header leaves the dedupe key (the body's sha256)
+    as it was: a captured request replayed under a new id is still a duplicate."""
+    scheme = get_scheme(preset)
+    assert scheme.id_header is not None
+    headers = signed(preset)
+    keys = keys_for(preset, 0)
+    first = scheme.verify(Headers(headers), BODY, keys, NOW)
+    assert first.sender_id == "msg_42"
+    for forged in (without(headers, scheme.id_header), {**headers, scheme.id_header: "msg_43"}):
+        again = scheme.verify(Headers(forged), BODY, keys, NOW)
+        assert (
+            again.delivery_key == first.delivery_key == f"sha256:{hashlib.sha256(BODY).hexdigest()}"
+        )
+
+
+@pytest.mark.parametrize("preset", PRESET_NAMES)
+def test_a_forged_event_header_never_beats_the_signed_body(preset: str) -> None:
+    """Where the body names its event, a forged event header does not re-route it."""
+    scheme = get_scheme(preset)
+    headers = signed(preset)
+    if scheme.event_header:
+        headers = {**headers, scheme.event_header: "admin.delete_everything"}
+    verified = scheme.verify(Headers(headers), BODY, keys_for(preset, 0), NOW)
+    if scheme.event_fields:
+        assert verified.event_type == "order.paid"
+    else:  # github and shopify bodies name no event: their header is all there is
+        assert verified.event_type == "admin.delete_everything"
+
+
+def test_cloudaipilot_event_header_only_when_the_body_has_none() -> None:
+    """A body without "event" or "type" takes its event type from X-CloudAIPilot-Event."""
+    body = b'{"id": "x"}'
+    headers = sign_request("cloudaipilot", secret_for("cloudaipilot"), body, event="order.paid")
+    verified = get_scheme("cloudaipilot").verify(
+        Headers(headers), body, keys_for("cloudaipilot", 0), NOW
+    )
+    assert verified.event_type == "order.paid"
+
+
+@pytest.mark.parametrize(
+    ("preset", "key"),
+    [
+        ("standard", "msg_42"),
+        ("stripe", "evt_42"),
+        ("slack", f"sha256:{hashlib.sha256(BODY).hexdigest()}"),
+        ("cloudaipilot", f"sha256:{hashlib.sha256(BODY).hexdigest()}"),
+    ],
+)
+def test_each_preset_dedupes_on_signed_content(preset: str, key: str) -> None:
+    """standard: the signed webhook-id; stripe: the body's id; slack: event_id, else the body."""
+    verified = get_scheme(preset).verify(Headers(signed(preset)), BODY, keys_for(preset, 0), NOW)
+    assert verified.delivery_key == key
+
+
+def test_slack_dedupes_on_the_bodys_event_id() -> None:
+    """An Events API body's event_id is Slack's dedupe key."""
+    body = b'{"type": "event_callback", "event_id": "Ev123"}'
+    headers = sign_request("slack", secret_for("slack"), body, timestamp=NOW)
+    verified = get_scheme("slack").verify(Headers(headers), body, keys_for("slack", 0), NOW)
+    assert verified.delivery_key == "Ev123"
+
+
+@pytest.mark.parametrize("preset", PRESET_NAMES)
+def test_every_preset_describes_what_it_signs(preset: str) -> None:
+    """describe() names the signature headers, the signed parts (the raw body last), the
+    dedupe key, the event source and what a captured request allows."""
+    scheme = get_scheme(preset)
+    description = scheme.describe()
+    assert description.name == preset
+    assert scheme.signature_header in description.signature_headers
+    assert description.signed == scheme.signed_parts and description.signed[-1] == "raw body"
+    assert (description.timestamp is not None) == (preset in TIMESTAMPED)
+    replay_is_bounded = "401" in description.replay and "forever" not in description.replay
+    assert replay_is_bounded == (preset in TIMESTAMPED)
+    assert description.dedupe_key and description.event_type
+
+
+def test_a_body_timestamp_field_closes_replay_past_the_dedupe_window() -> None:
+    """With body_timestamp_field, the description no longer says forever."""
+    from webhook_guard.core.schemes import cloudaipilot
+
+    description = cloudaipilot(body_timestamp_field="timestamp").describe()
+    assert description.timestamp == "body field 'timestamp'"
+    assert "forever" not in description.replay
+
+
+# -- the optional freshness check on a signed body field -------------------------------------
+
+
+def _timed(value: object, *, preset: str = "cloudaipilot") -> tuple[HmacScheme, bytes, Any]:
+    from webhook_guard.core.schemes import PRESETS as factories
+
+    scheme = factories[preset](body_timestamp_field="timestamp")  # type: ignore[operator]
+    body = json.dumps({"event": "order.paid", "timestamp": value}).encode()
+    headers = sign_request(scheme, secret_for(preset), body, timestamp=NOW)
+    return scheme, body, headers
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        NOW,
+        NOW - 299,
+        NOW + 299,
+        float(NOW) + 0.5,
+        str(NOW),
+        f"{NOW}.25",
+        "2023-11-14T22:13:20Z",
+        "2023-11-14T23:13:20+01:00",
+    ],
+)
+def test_a_fresh_body_timestamp_passes(value: object) -> None:
+    """Unix seconds (int, float, numeric string) or ISO-8601 with an offset, within tolerance."""
+    scheme, body, headers = _timed(value)
+    assert scheme.verify(Headers(headers), body, keys_for("cloudaipilot", 0), NOW)
+
+
+@pytest.mark.parametrize(("value", "direction"), [(NOW - 301, "past"), (NOW + 301, "future")])
+def test_a_stale_or_future_body_timestamp_is_out_of_tolerance(value: int, direction: str) -> None:
+    """Outside the tolerance, either way: 401 timestamp_out_of_tolerance naming the field."""
+    scheme, body, headers = _timed(value)
+    error = rejects(
+        scheme, headers, body, keys_for("cloudaipilot", 0), NOW, TimestampOutOfTolerance
+    )
+    assert error.status == 401 and "'timestamp'" in error.hint and direction in error.hint
+
+
+@pytest.mark.parametrize(
+    ("value", "error_type"),
+    [
+        (None, MissingTimestamp),
+        ("", MissingTimestamp),
+        ("yesterday", MalformedTimestamp),
+        (True, MalformedTimestamp),
+        ([NOW], MalformedTimestamp),
+        ("2023-11-14T22:13:20", MalformedTimestamp),  # no offset: which zone?
+        (10**400, MalformedTimestamp),
+    ],
+)
+def test_a_missing_or_malformed_body_timestamp_is_400(
+    value: object, error_type: type[Rejected]
+) -> None:
+    """Missing or malformed: 400 with a hint that names the field."""
+    scheme, body, headers = _timed(value)
+    error = rejects(scheme, headers, body, keys_for("cloudaipilot", 0), NOW, error_type)
+    assert error.status == 400 and "'timestamp'" in error.hint
+
+
+@pytest.mark.parametrize("preset", PRESET_NAMES)
+def test_every_preset_factory_takes_a_body_timestamp_field(preset: str) -> None:
+    """Each preset checks the field when asked; a stale one is refused by every preset."""
+    scheme, body, headers = _timed(NOW - 1000, preset=preset)
+    rejects(scheme, headers, body, keys_for(preset, 0), NOW, TimestampOutOfTolerance)
+    fresh_scheme, fresh_body, fresh_headers = _timed(NOW, preset=preset)
+    assert fresh_scheme.verify(Headers(fresh_headers), fresh_body, keys_for(preset, 0), NOW)
+
+
+def test_the_signature_is_checked_before_the_body_timestamp() -> None:
+    """A tampered body is a signature mismatch, whatever its timestamp says: only a verified
+    body is parsed."""
+    scheme, body, headers = _timed(NOW - 1000)
+    rejects(scheme, headers, body + b" ", keys_for("cloudaipilot", 0), NOW, SignatureMismatch)
+    scheme, body, headers = _timed(NOW)
+    rejects(scheme, headers, b"not json", keys_for("cloudaipilot", 0), NOW, SignatureMismatch)
+
+
+def test_a_body_that_is_not_json_has_no_body_timestamp() -> None:
+    """A signed body that is not a JSON object is missing its timestamp field."""
+    from webhook_guard.core.schemes import cloudaipilot
+
+    scheme = cloudaipilot(body_timestamp_field="timestamp")
+    for body in (b"plain text", b"[1, 2]"):
+        headers = sign_request(scheme, secret_for("cloudaipilot"), body)
+        rejects(scheme, headers, body, keys_for("cloudaipilot", 0), NOW, MissingTimestamp)
+
+
+def test_an_empty_body_timestamp_field_is_a_configuration_error() -> None:
+    """body_timestamp_field must name a field."""
+    from webhook_guard.core.schemes import cloudaipilot
+
+    with pytest.raises(ConfigurationError, match="body_timestamp_field"):
+        cloudaipilot(body_timestamp_field=" ")
+
+
+def test_docs_schemes_table_is_what_the_schemes_describe() -> None:
+    """docs/schemes.md holds, per preset, the row describe() gives: the docs cannot drift."""
+    from pathlib import Path
+
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "schemes.md").read_text()
+    for name in PRESET_NAMES:
+        d = get_scheme(name).describe()
+        headers = ", ".join(f"`{h}`" for h in d.signature_headers)
+        row = (
+            f"| `{d.name}` | {headers} | {' + '.join(d.signed)} | {d.dedupe_key} | "
+            f"{d.event_type} | {d.replay} |"
+        )
+        assert row in docs, row

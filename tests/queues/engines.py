@@ -607,17 +607,19 @@ def handle(delivery):
 '''
 
 
-def check_worker_cli(harness: Harness, command: list[str]) -> None:
+def check_worker_cli(harness: Harness, command: list[str], *, pythonpath: bool = True) -> None:
     """Run ``command`` (the engine's documented worker CLI) in a fresh process, with
     WEBHOOK_GUARD_QUEUE set to the harness's URL and WEBHOOK_GUARD_APP naming a Guard module:
-    it must run a delivery, and one that fails once on its second attempt."""
+    it must run a delivery, and one that fails once on its second attempt. The Guard module is
+    in the worker's current directory; ``pythonpath=False`` runs it with no PYTHONPATH at all,
+    as a user runs it from their project directory."""
     url = harness.queue_url()
     tmp_path = harness.tmp_path
     (tmp_path / "e2e_app.py").write_text(E2E_APP.format(secret=SECRET))
     log = tmp_path / "processed.jsonl"
     env = {
-        **os.environ,
-        "PYTHONPATH": f"{tmp_path}{os.pathsep}{ROOT}",
+        **{k: v for k, v in os.environ.items() if k != "PYTHONPATH"},
+        **({"PYTHONPATH": f"{tmp_path}{os.pathsep}{ROOT}"} if pythonpath else {}),
         "PYTHONUNBUFFERED": "1",
         "WEBHOOK_GUARD_QUEUE": url,
         "WEBHOOK_GUARD_APP": "e2e_app:guard",

@@ -7,7 +7,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from webhook_guard.core.headers import normalise_patterns
 from webhook_guard.core.retry import RetryPolicy
+from webhook_guard.core.secrets import Secret, split_secrets
 from webhook_guard.exceptions import ConfigurationError
 
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
@@ -36,12 +38,15 @@ DEFAULT_HANDLER_TIMEOUT_SECONDS = 300.0
 class GuardConfig:
     """Everything a Guard needs that is plain data.
 
-    ``secrets`` may hold several values at once while a secret is rotated. ``queue`` is a URL
-    (``sqlite:///path``) or a path to the SQLite file; None means ``WEBHOOK_GUARD_DB`` or
-    ``./webhook_guard.db``.
+    ``secrets`` may hold several values at once while a secret is rotated; plain strings are
+    kept as ``Secret`` (whose repr is masked), so no repr of the config shows them. A single
+    string is split by ``split_secrets`` (comma-separated), as everywhere else. ``queue`` is a
+    URL (``sqlite:///path``) or a path to the SQLite file; None means ``WEBHOOK_GUARD_DB`` or
+    ``./webhook_guard.db``. ``redact_headers``: header-name patterns never stored, queued or
+    shown, on top of the defaults (``headers.CREDENTIAL_PATTERNS``).
     """
 
-    secrets: tuple[str, ...] = ()
+    secrets: tuple[str | Secret, ...] = ()
     scheme: str = "cloudaipilot"
     queue: str | None = None
     endpoint: str = "default"
@@ -54,8 +59,13 @@ class GuardConfig:
     lease_seconds: float = 60.0
     handler_timeout: float = DEFAULT_HANDLER_TIMEOUT_SECONDS
     insecure_dev_mode: bool = False
+    redact_headers: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        # Frozen: the normalised values are set the way dataclasses set fields.
+        secrets = _as_secrets(self.secrets)
+        object.__setattr__(self, "secrets", secrets)
+        object.__setattr__(self, "redact_headers", _redact_patterns(self.redact_headers))
         if self.max_body_bytes <= 0:
             raise ConfigurationError("max_body_bytes must be a positive number of bytes")
         if self.lease_seconds <= 0:
@@ -64,7 +74,7 @@ class GuardConfig:
             raise ConfigurationError("handler_timeout must be a positive number of seconds")
         if self.worker not in ("embedded", "external"):
             raise ConfigurationError("worker must be 'embedded' or 'external'")
-        if any(not s or s != s.strip() for s in self.secrets):
+        if any(not s or s.reveal() != s.reveal().strip() for s in secrets):
             # A trailing newline from a secrets file is the most common cause of mismatches.
             raise ConfigurationError(
                 "a webhook secret is empty or has surrounding whitespace; strip it"
@@ -76,8 +86,10 @@ class GuardConfig:
 
         Keys, after ``prefix``: ``SECRET`` (one, or several comma-separated), ``SECRETS`` (a
         list), ``SCHEME``, ``QUEUE``, ``DB``, ``ENDPOINT``, ``MAX_BODY_BYTES``, ``TOLERANCE``,
-        ``WORKER``, ``LEASE_SECONDS``, ``HANDLER_TIMEOUT``, ``INSECURE_DEV_MODE``. A key the
-        mapping lacks falls back to the environment (``ENVIRONMENT``), except the secret.
+        ``WORKER``, ``LEASE_SECONDS``, ``HANDLER_TIMEOUT``, ``INSECURE_DEV_MODE``,
+        ``REDACT_HEADERS`` (header-name patterns, a list or comma-separated). A key the mapping
+        lacks falls back to the environment (``ENVIRONMENT``), except the secret. Secrets in a
+        string are split by ``split_secrets``; a secret with a comma goes in a ``SECRETS`` list.
         """
 
         def get(name: str) -> Any:
@@ -110,6 +122,8 @@ class GuardConfig:
             kwargs["lease_seconds"] = _number(
                 prefix + "LEASE_SECONDS", get("LEASE_SECONDS"), float
             )
+        if get("REDACT_HEADERS") is not None:
+            kwargs["redact_headers"] = _patterns(prefix + "REDACT_HEADERS", get("REDACT_HEADERS"))
         if get("INSECURE_DEV_MODE") is not None:
             kwargs["insecure_dev_mode"] = str(get("INSECURE_DEV_MODE")).lower() in (
                 "1",
@@ -145,20 +159,52 @@ def environment_settings(
     return found
 
 
-def _secrets(one: Any, many: Any) -> tuple[str, ...]:
-    values: list[str] = []
+def _secrets(one: Any, many: Any) -> tuple[str | Secret, ...]:
+    values: list[str | Secret] = []
     # Spaces after commas are list formatting; a newline is a copy-paste mistake, refused later.
-    if isinstance(one, str):
-        values += [s.strip(" ") for s in one.split(",") if s.strip()]
+    if isinstance(one, (str, Secret)):
+        values += split_secrets(one) if isinstance(one, str) else [one]
     elif one is not None:
         raise ConfigurationError("the SECRET setting must be a string")
     if isinstance(many, str):
-        values += [s.strip(" ") for s in many.split(",") if s.strip()]
+        values += split_secrets(many)
     elif isinstance(many, Sequence):
-        values += [str(s) for s in many]
+        values += [s if isinstance(s, Secret) else str(s) for s in many]
     elif many is not None:
         raise ConfigurationError("the SECRETS setting must be a list of strings")
     return tuple(values)
+
+
+def _as_secrets(value: Any) -> tuple[Secret, ...]:
+    """``secrets`` as given (a string, or a sequence of strings and Secrets) as Secrets."""
+    if isinstance(value, str):
+        value = split_secrets(value)
+    elif isinstance(value, Secret):
+        value = (value,)
+    try:
+        return tuple(Secret(item) for item in value)
+    except TypeError:
+        # Neither the value nor its items are echoed: one of them may be the secret.
+        raise ConfigurationError("secrets must be strings (several: a list of strings)") from None
+
+
+def _patterns(name: str, value: Any) -> tuple[str, ...]:
+    if isinstance(value, str):
+        return tuple(p.strip() for p in value.split(",") if p.strip())
+    if isinstance(value, Sequence):
+        return tuple(str(p) for p in value)
+    raise ConfigurationError(f"setting {name} must be a list of header-name patterns")
+
+
+def _redact_patterns(value: Any) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = (value,)
+    try:
+        return normalise_patterns(value)
+    except (TypeError, ValueError):
+        raise ConfigurationError(
+            "redact_headers must be non-empty header-name patterns (strings)"
+        ) from None
 
 
 def _number(name: str, value: Any, kind: type[int] | type[float]) -> Any:

@@ -21,7 +21,10 @@ class Delivery:
     """One accepted delivery as a handler sees it.
 
     ``body`` holds the raw bytes the sender signed. ``headers`` are the request's headers less
-    any credential (Authorization, Cookie, ...). ``attempt`` is 1-based and set by the worker.
+    any credential (Authorization, Cookie, ...) and the signature. ``attempt`` is 1-based and
+    set by the worker. ``dedupe_key`` comes from signed content only (``schemes``);
+    ``sender_id`` is the sender's own delivery id from its id header, for display: where that
+    header is unsigned it is not the dedupe key, since anyone could change it.
     """
 
     id: str
@@ -33,10 +36,12 @@ class Delivery:
     received_at: float = 0.0
     scheme: str = ""
     attempt: int = 1
+    sender_id: str | None = None
     _parsed: list[Any] = field(default_factory=list, repr=False, compare=False)
 
     @property
     def body_sha256(self) -> str:
+        """The hex sha256 of the raw body."""
         return hashlib.sha256(self.body).hexdigest()
 
     def json(self) -> Any:
@@ -46,6 +51,8 @@ class Delivery:
         return self._parsed[0]
 
     def header(self, name: str) -> str | None:
+        """The stored header's value (name case-insensitive), or None; credentials and the
+        signature are never stored."""
         lowered = name.lower()
         return next((v for k, v in self.headers if k == lowered), None)
 
@@ -63,10 +70,13 @@ class Delivery:
             "body_b64": base64.b64encode(self.body).decode("ascii"),
             "body_sha256": self.body_sha256,
             "attempt": self.attempt,
+            "sender_id": self.sender_id,
         }
 
     @classmethod
     def from_envelope(cls, envelope: dict[str, Any]) -> Delivery:
+        """The Delivery an envelope carries (fields it lacks take their defaults); ValueError
+        when its body does not match its sha256."""
         try:
             body = base64.b64decode(envelope["body_b64"])
         except binascii.Error:  # truncated: say what the caller needs to know, as below
@@ -85,4 +95,6 @@ class Delivery:
             received_at=float(envelope["received_at"]),
             scheme=envelope.get("scheme", ""),
             attempt=int(envelope.get("attempt", 1)),
+            # Envelopes published before sender_id existed have none.
+            sender_id=envelope.get("sender_id"),
         )

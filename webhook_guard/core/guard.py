@@ -66,7 +66,9 @@ class Guard:
     ``WEBHOOK_GUARD_LEASE_SECONDS``, ``WEBHOOK_GUARD_HANDLER_TIMEOUT``), then from the default.
 
     Args:
-        secret: the signing secret, or several (all valid at once while rotating).
+        secret: the signing secret, or several (all valid at once while rotating): a list is
+            taken as is; a string is split on commas (``split_secrets``), so a secret that
+            contains a comma must be passed in a list.
         scheme: a preset name (``cloudaipilot``, ``github``, ``stripe``, ``standard``,
             ``slack``, ``shopify``) or an ``HmacScheme`` (whose own tolerance then applies).
         queue: a ``Queue`` object, a queue URL (``sqlite:////abs/path.db``, ``celery+redis://``,
@@ -86,6 +88,9 @@ class Guard:
             retried, and the stuck thread is left behind while the consumer goes on.
         clock: returns Unix seconds; inject one in tests.
         insecure_dev_mode: accept unsigned requests. Refused unless set, and logged loudly.
+        redact_headers: header-name patterns (substrings, case-insensitive, ``_`` as ``-``)
+            never stored, queued or shown, on top of the defaults (key, token, secret, password,
+            passwd, session, signature, auth, cookie, credential).
         config: every plain setting at once, instead of the keyword settings above.
 
     Raises:
@@ -110,6 +115,7 @@ class Guard:
         clock: Clock = time.time,
         insecure_dev_mode: bool = UNSET,
         config: GuardConfig | None = None,
+        redact_headers: Sequence[str] | None = None,
     ) -> None:
         given = {
             name: value
@@ -124,6 +130,7 @@ class Guard:
                 ("lease_seconds", lease_seconds),
                 ("handler_timeout", handler_timeout),
                 ("insecure_dev_mode", insecure_dev_mode),
+                ("redact_headers", redact_headers),
             )
             if value is not None and value is not UNSET
         }
@@ -365,11 +372,16 @@ class Guard:
             id=new_delivery_id(),
             endpoint=self.endpoint,
             body=body,
-            headers=tuple(request_headers.safe_items()),
+            headers=tuple(
+                request_headers.safe_items(
+                    self.config.redact_headers, drop=self.scheme.signature_headers
+                )
+            ),
             event_type=verified.event_type,
             dedupe_key=verified.delivery_key,
             received_at=self.clock(),
             scheme=self.scheme.name,
+            sender_id=verified.sender_id,
         )
 
     def precheck(self, headers: HeadersLike) -> None:
@@ -491,7 +503,9 @@ def _config_from_arguments(
     settings: dict[str, Any] = environment_settings()
     if "secret" in given:
         secret = given.pop("secret")
-        settings["secrets"] = (secret,) if isinstance(secret, str) else tuple(secret)
+        # GuardConfig applies the rule WEBHOOK_SECRET and the CLI follow: a string is split on
+        # commas (split_secrets), a list or tuple is taken as is.
+        settings["secrets"] = secret
     if queue is not None:
         settings["queue"] = queue if isinstance(queue, str) else None
     if scheme_object is not None:

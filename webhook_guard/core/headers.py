@@ -10,24 +10,49 @@ from webhook_guard.exceptions import MalformedSignature
 
 HeadersLike = Union[Mapping[str, str], Iterable[tuple[str, str]], "Headers"]
 
-# Never stored, queued or shown: headers whose name says they carry a credential
-# (Authorization, Proxy-Authorization, Cookie, X-Api-Key, X-Auth-Token, ...).
-_CREDENTIAL_WORDS = (
-    "auth",
-    "cookie",
+# Never stored, queued or shown: headers whose name holds one of these (lower-cased, "_" read
+# as "-"), because they carry a credential or a signature: Authorization, Cookie, X-Api-Key,
+# X-Access-Key, X-Signing-Key, X-Auth-Token, X-Hub-Signature-256, ... A stored signature would
+# let anyone who reads the history replay the request. A Guard adds its own (``redact_headers``).
+CREDENTIAL_PATTERNS = (
+    "key",
     "token",
     "secret",
     "password",
-    "api-key",
-    "apikey",
+    "passwd",
     "session",
+    "signature",
+    "auth",
+    "cookie",
+    "credential",
 )
 
 
+def normalise_patterns(patterns: Iterable[str]) -> tuple[str, ...]:
+    """Header-name patterns as matched: lower-cased, ``_`` read as ``-``. Raises ValueError for
+    an empty pattern (it would match every header) and TypeError for one that is not a string."""
+    found: list[str] = []
+    for pattern in patterns:
+        if not isinstance(pattern, str):
+            raise TypeError("a header-name pattern must be a string")
+        normal = _normal(pattern.strip())
+        if not normal:
+            raise ValueError("a header-name pattern must not be empty")
+        if normal not in found:
+            found.append(normal)
+    return tuple(found)
+
+
+def _normal(name: str) -> str:
+    return name.lower().replace("_", "-")
+
+
 @functools.lru_cache(maxsize=1024)
-def is_credential_header(name: str) -> bool:
-    lowered = name.lower()
-    return any(word in lowered for word in _CREDENTIAL_WORDS)
+def is_credential_header(name: str, extra: tuple[str, ...] = ()) -> bool:
+    """True if ``name`` holds a credential pattern (the defaults, and ``extra``, normalised by
+    ``normalise_patterns``) anywhere: such a header is never stored, queued or shown."""
+    normal = _normal(name)
+    return any(p in normal for p in CREDENTIAL_PATTERNS) or any(p in normal for p in extra)
 
 
 class Headers:
@@ -57,6 +82,7 @@ class Headers:
         return values[0]
 
     def get_all(self, name: str) -> list[str]:
+        """Every value the header was sent with, in arrival order."""
         return list(self._items.get(name.lower(), ()))
 
     def __contains__(self, name: object) -> bool:
@@ -67,9 +93,20 @@ class Headers:
             for value in values:
                 yield name, value
 
-    def safe_items(self) -> list[tuple[str, str]]:
-        """All headers except credentials: what may be stored, queued and shown."""
-        return [(k, v) for k, v in self if not is_credential_header(k)]
+    def safe_items(
+        self, redact: tuple[str, ...] = (), *, drop: Iterable[str] = ()
+    ) -> list[tuple[str, str]]:
+        """All headers except credentials: what may be stored, queued and shown.
+
+        ``redact``: more name patterns (normalised, as ``normalise_patterns`` returns them);
+        ``drop``: exact names to leave out too (a scheme's signature headers).
+        """
+        dropped = {name.lower() for name in drop}
+        return [
+            (k, v)
+            for k, v in self
+            if k not in dropped and not is_credential_header(k, redact)
+        ]
 
     def __repr__(self) -> str:
         return f"Headers({self.safe_items()!r})"

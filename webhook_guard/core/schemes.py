@@ -9,6 +9,12 @@ carries.
 
 Every malformed header value raises one of our ``Rejected`` errors; nothing else escapes
 ``verify`` (a hypothesis test feeds the parsers arbitrary text to prove it).
+
+Replay limits: values of unsigned headers never override signed content. The dedupe key comes
+from signed content only (a signed id header, a field of the signed body, else the body's
+sha256), so a captured request cannot be replayed under a new id; the event type comes from the
+signed body wherever the body has one. ``HmacScheme.describe()`` says, per scheme, what is
+signed and what a captured request allows (docs/schemes.md is that table).
 """
 
 from __future__ import annotations
@@ -18,15 +24,19 @@ import binascii
 import hashlib
 import hmac
 import json
+import math
 import re
 import string
 import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Literal
 
 from webhook_guard.core.headers import Headers
+from webhook_guard.core.records import DEFAULT_DEDUPE_SECONDS
+from webhook_guard.core.secrets import Secret
 from webhook_guard.exceptions import (
     ConfigurationError,
     MalformedSignature,
@@ -46,6 +56,9 @@ _TIMESTAMP = re.compile(r"[0-9]{1,12}")
 _MAX_JSON_SNIFF = 1 << 20
 # {"name": "value" at the very start of a body, the value free of escapes.
 _FIRST_STRING_MEMBER = re.compile(rb'\A\s*\{\s*"(\w+)"\s*:\s*"([^"\\]*)"')
+# A numeric timestamp in a body field's string: Unix seconds, maybe with a fraction.
+_NUMERIC_TIMESTAMP = re.compile(r"-?[0-9]{1,12}(\.[0-9]+)?")
+BODY_SHA256 = "sha256 of the raw body"
 
 Encoding = Literal["hex", "base64"]
 SecretFormat = Literal["utf8", "whsec_base64"]
@@ -54,9 +67,10 @@ SecretFormat = Literal["utf8", "whsec_base64"]
 class Verified:
     """What a successful verification learned about the delivery.
 
-    ``delivery_key`` (the sender's delivery id, for dedupe, not yet scoped by endpoint) and
-    ``event_type`` may come from the body (Stripe's ``id``, a JSON ``type``, the body's sha256):
-    they are worked out on first use, so that verifying costs the MAC and nothing more.
+    ``delivery_key`` (for dedupe, not yet scoped by endpoint) and ``event_type`` come from
+    signed content wherever the scheme has any (Stripe's ``id``, a JSON ``type``, the body's
+    sha256): they are worked out on first use, so that verifying costs the MAC and nothing
+    more. ``sender_id`` is the id header's value, for display only when that header is unsigned.
     """
 
     __slots__ = (
@@ -86,13 +100,22 @@ class Verified:
         self._event: tuple[str | None] | None = None
 
     @property
+    def sender_id(self) -> str | None:
+        """The sender's own delivery id (its id header), or None: shown, never trusted."""
+        if self._signed is not None:
+            return self._signed.msg_id or None
+        return self._scheme._header_id(self._headers) or None
+
+    @property
     def delivery_key(self) -> str | None:
+        """The dedupe key, from signed content only."""
         if self._key is None:
             self._key = (self._scheme._delivery_key(self._headers, self._body, self._signed),)
         return self._key[0]
 
     @property
     def event_type(self) -> str | None:
+        """The event type: the signed body's field where it has one, else the event header."""
         if self._event is None:
             self._event = (self._scheme._event_type(self._headers, self._body),)
         return self._event[0]
@@ -107,6 +130,34 @@ class _Signed:
     msg_id: str | None
 
 
+@dataclass(frozen=True)
+class SchemeDescription:
+    """What a scheme signs and what follows from it, in words: what the docs' table and the
+    CLI show (``HmacScheme.describe()``), so that neither re-derives it.
+
+    Attributes:
+        name: the scheme's name.
+        signature_headers: the headers that carry the signature (never stored).
+        signed: the parts the MAC covers, in order (``"webhook-id header"``, ``"raw body"``).
+        timestamp: where the signed timestamp is, or None when nothing signed dates the request.
+        tolerance: seconds that timestamp may be from now, either way.
+        dedupe_key: what the dedupe key is (always signed content).
+        event_type: where the event type comes from.
+        sender_id: the header shown as the sender's delivery id, if any.
+        replay: what a captured request allows, and for how long.
+    """
+
+    name: str
+    signature_headers: tuple[str, ...]
+    signed: tuple[str, ...]
+    timestamp: str | None
+    tolerance: float
+    dedupe_key: str
+    event_type: str
+    sender_id: str | None
+    replay: str
+
+
 class HmacScheme:
     """A custom HMAC-SHA256 scheme, built from data. The presets are instances or subclasses.
 
@@ -119,14 +170,24 @@ class HmacScheme:
             ``{id}``.
         timestamp_header: header with the Unix timestamp the template signs, if any.
         tolerance: seconds a timestamp may differ from now, in either direction.
-        id_header: header with the sender's delivery id (the dedupe key), if any.
-        id_scope_header: header whose value scopes the id (GitHub's hook id), if any.
-        event_header: header with the event type, if any.
-        event_fields: JSON body fields tried, in order, for the event type when no header has it.
-        id_fields: JSON body fields tried for the delivery id when no header has it.
-        body_hash_id: fall back to the body's sha256 as the delivery id (a sender's retry resends
-            the same bytes).
+        id_header: header with the sender's delivery id, if any. It is the dedupe key only when
+            the template signs it (``{id}``); unsigned, it is kept for display
+            (``Delivery.sender_id``) and the body's sha256 is the key, so a captured request
+            cannot be replayed under a new id.
+        id_scope_header: header that scoped GitHub's id (its hook id); unsigned, so it plays no
+            part in the dedupe key. Kept for compatibility.
+        event_header: header with the event type, if any; used only when the body has none of
+            ``event_fields`` (an unsigned header never overrides signed content).
+        event_fields: JSON body fields tried, in order, for the event type.
+        id_fields: JSON body fields tried for the dedupe key when no signed id header has it.
+        body_hash_id: fall back to the body's sha256 as the dedupe key (a sender's retry resends
+            the same bytes); always so when ``id_header`` is unsigned.
         secret_format: ``"utf8"``, or ``"whsec_base64"``: the key is the base64 after ``whsec_``.
+        body_timestamp_field: a JSON body field holding the time the sender signed (Unix
+            seconds as a number or numeric string, or ISO-8601 with a UTC offset). When set, it
+            must be within ``tolerance`` of now, either way: a freshness check for schemes that
+            sign no timestamp header, so a captured request cannot be replayed once the dedupe
+            window has passed. Off by default.
     """
 
     def __init__(
@@ -146,6 +207,7 @@ class HmacScheme:
         id_fields: Sequence[str] = (),
         body_hash_id: bool = False,
         secret_format: SecretFormat = "utf8",
+        body_timestamp_field: str | None = None,
     ) -> None:
         fields = _TEMPLATE_FIELD.findall(template)
         if not template.endswith("{body}") or fields.count("body") != 1:
@@ -170,6 +232,12 @@ class HmacScheme:
             raise ConfigurationError(f"scheme {name!r}: encoding must be 'hex' or 'base64'")
         if tolerance <= 0:
             raise ConfigurationError(f"scheme {name!r}: tolerance must be positive seconds")
+        if body_timestamp_field is not None and (
+            not isinstance(body_timestamp_field, str) or not body_timestamp_field.strip()
+        ):
+            raise ConfigurationError(
+                f"scheme {name!r}: body_timestamp_field must be a JSON field name"
+            )
         self.name = name
         self.signature_header = signature_header
         self.prefix = prefix
@@ -184,16 +252,103 @@ class HmacScheme:
         self.id_fields = tuple(id_fields)
         self.body_hash_id = body_hash_id
         self.secret_format: SecretFormat = secret_format
+        self.body_timestamp_field = body_timestamp_field
         self._signs_timestamp = "timestamp" in fields
+        self._signs_id = "id" in fields
         self._prefix_template = template[: -len("{body}")]
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name}>"
 
+    # -- what it signs -----------------------------------------------------------------------
+
+    @property
+    def signature_headers(self) -> tuple[str, ...]:
+        """Every header that may carry this scheme's signature: never stored, queued or shown
+        (whoever reads a stored signature could replay the request)."""
+        return (self.signature_header,)
+
+    @property
+    def signed_parts(self) -> tuple[str, ...]:
+        """The parts of a request the MAC covers, in the template's order, in words."""
+        parts: list[str] = []
+        for field in _TEMPLATE_FIELD.findall(self.template):
+            if field == "body":
+                parts.append("raw body")
+            elif field == "id":
+                parts.append(f"{self.id_header} header")
+            else:
+                parts.append(self._timestamp_source())
+        return tuple(parts)
+
+    def _timestamp_source(self) -> str:
+        return f"{self.timestamp_header} header"
+
+    def describe(self) -> SchemeDescription:
+        """What this scheme signs, its dedupe key, where the event type comes from, and what a
+        captured request allows: one ``SchemeDescription``, the source of docs/schemes.md."""
+        return SchemeDescription(
+            name=self.name,
+            signature_headers=self.signature_headers,
+            signed=self.signed_parts,
+            timestamp=self._describe_timestamp(),
+            tolerance=self.tolerance,
+            dedupe_key=self._describe_key(),
+            event_type=self._describe_event(),
+            sender_id=self.id_header,
+            replay=self._describe_replay(),
+        )
+
+    def _describe_timestamp(self) -> str | None:
+        found: list[str] = []
+        if self._signs_timestamp:
+            found.append(self._timestamp_source())
+        if self.body_timestamp_field:
+            found.append(f"body field {self.body_timestamp_field!r}")
+        return " and ".join(found) or None
+
+    def _describe_key(self) -> str:
+        if self._signs_id:
+            return f"{self.id_header} (signed)"
+        found: list[str] = [f"body field {f!r}" for f in self.id_fields]
+        if self.body_hash_id or self.id_header:
+            found.append(BODY_SHA256)
+        if not found:
+            return "none: every request is a new delivery"
+        key = ", else ".join(found)
+        if self.id_header:
+            key += f" ({self.id_header} is unsigned: shown, not the key)"
+        return key
+
+    def _describe_event(self) -> str:
+        found = [f"body field {f!r}" for f in self.event_fields]
+        if self.event_header:
+            found.append(f"{self.event_header} header (unsigned)")
+        return ", else ".join(found) or "none"
+
+    def _describe_replay(self) -> str:
+        tolerance = f"{self.tolerance:g} s"
+        days = f"{DEFAULT_DEDUPE_SECONDS / 86400:g} days by default"
+        if self._signs_timestamp or self.body_timestamp_field:
+            if self._describe_key().startswith("none"):
+                return f"runs again while within {tolerance} of its signed time; refused after"
+            return (
+                f"a duplicate (not run again) within {tolerance} of its signed time; "
+                "refused (401) after"
+            )
+        if self._describe_key().startswith("none"):
+            return "runs again, forever (nothing signed dates it or identifies it)"
+        return (
+            f"a duplicate (not run again) within the dedupe window ({days}); after it, runs "
+            "again, forever, unless body_timestamp_field is set"
+        )
+
     # -- keys ------------------------------------------------------------------------------
 
-    def key_for(self, secret: str) -> bytes:
+    def key_for(self, secret: str | Secret) -> bytes:
         """The HMAC key a secret stands for. Raises ConfigurationError, never echoing it."""
+        if isinstance(secret, Secret):
+            secret = secret.reveal()
         if not isinstance(secret, str) or not secret:
             raise ConfigurationError(f"scheme {self.name!r}: a secret must be a non-empty string")
         if self.secret_format == "utf8":
@@ -224,6 +379,9 @@ class HmacScheme:
                 f"{len(keys)} configured secret(s); the sender must sign the exact bytes it sends, "
                 "with the same secret"
             )
+        # Only a verified body is parsed for its timestamp: the MAC comes first.
+        if self.body_timestamp_field:
+            self._check_body_timestamp(body, now)
         # Header lookups are cheap and refuse a header repeated with different values: do them
         # now. What comes from the body is worked out only when asked for.
         for name in (self.id_scope_header, self.event_header):
@@ -279,6 +437,32 @@ class HmacScheme:
             )
         return timestamp
 
+    def _check_body_timestamp(self, body: bytes, now: float) -> float:
+        field = self.body_timestamp_field
+        where = f"the body's {field!r} field"
+        try:
+            parsed: Any = json.loads(body)
+        except (ValueError, RecursionError):
+            parsed = None
+        value = parsed.get(field) if isinstance(parsed, dict) else None
+        if value is None or value == "":
+            raise MissingTimestamp(
+                f"no {where} (body_timestamp_field={field!r} needs a JSON object body with it)"
+            )
+        timestamp = _body_timestamp(value)
+        if timestamp is None:
+            raise MalformedTimestamp(
+                f"{where} is neither Unix seconds nor an ISO-8601 time with a UTC offset"
+            )
+        skew = now - timestamp
+        if abs(skew) > self.tolerance:
+            direction = "in the past" if skew > 0 else "in the future"
+            raise TimestampOutOfTolerance(
+                f"{where} is {abs(skew):.0f}s {direction}; tolerance is {self.tolerance:.0f}s "
+                "(check the sender's and this host's clocks, or a replayed request)"
+            )
+        return timestamp
+
     def _message_prefix(self, signed: _Signed) -> bytes:
         if not self._prefix_template:
             return b""
@@ -306,23 +490,21 @@ class HmacScheme:
         return found
 
     def _delivery_key(self, headers: Headers, body: bytes, signed: _Signed | None) -> str | None:
-        key = signed.msg_id if self.id_header and signed is not None else None
+        # Signed content only: an unsigned id header (or its scope) would let a captured
+        # request be replayed as new under any id its sender chose.
+        key = signed.msg_id if self._signs_id and signed is not None else None
         if not key and self.id_fields:
             key = _json_field(body, self.id_fields)
-        if key and self.id_scope_header:
-            scope = headers.get(self.id_scope_header)
-            if scope:
-                key = f"{scope}:{key}"
-        if not key and self.body_hash_id:
+        if not key and (self.body_hash_id or self.id_header):
             key = "sha256:" + hashlib.sha256(body).hexdigest()
         return key or None
 
     def _event_type(self, headers: Headers, body: bytes) -> str | None:
-        if self.event_header:
-            event = headers.get(self.event_header)
-            if event:
-                return event
-        return _json_field(body, self.event_fields) if self.event_fields else None
+        # The signed body first: a forged event header must not re-route a signed body.
+        event = _json_field(body, self.event_fields) if self.event_fields else None
+        if not event and self.event_header:
+            event = headers.get(self.event_header) or None
+        return event
 
     # -- signing (tests, the CLI's send) -----------------------------------------------------
 
@@ -366,7 +548,12 @@ class StandardWebhooksScheme(HmacScheme):
     are ignored; at least one ``v1`` entry must be there.
     """
 
-    def __init__(self, *, tolerance: float = DEFAULT_TOLERANCE_SECONDS) -> None:
+    def __init__(
+        self,
+        *,
+        tolerance: float = DEFAULT_TOLERANCE_SECONDS,
+        body_timestamp_field: str | None = None,
+    ) -> None:
         super().__init__(
             "standard",
             signature_header="webhook-signature",
@@ -378,7 +565,13 @@ class StandardWebhooksScheme(HmacScheme):
             id_header="webhook-id",
             event_fields=("type",),
             secret_format="whsec_base64",
+            body_timestamp_field=body_timestamp_field,
         )
+
+    @property
+    def signature_headers(self) -> tuple[str, ...]:
+        """``webhook-signature`` and its Svix name, ``svix-signature``."""
+        return ("webhook-signature", "svix-signature")
 
     @staticmethod
     def _either(headers: Headers, name: str) -> str | None:
@@ -415,7 +608,12 @@ class StripeScheme(HmacScheme):
     has no ``id``).
     """
 
-    def __init__(self, *, tolerance: float = DEFAULT_TOLERANCE_SECONDS) -> None:
+    def __init__(
+        self,
+        *,
+        tolerance: float = DEFAULT_TOLERANCE_SECONDS,
+        body_timestamp_field: str | None = None,
+    ) -> None:
         super().__init__(
             "stripe",
             signature_header="Stripe-Signature",
@@ -426,11 +624,15 @@ class StripeScheme(HmacScheme):
             id_fields=("id",),
             event_fields=("type",),
             body_hash_id=True,
+            body_timestamp_field=body_timestamp_field,
         )
 
     @staticmethod
     def _timestamp_in_signature() -> bool:
         return True
+
+    def _timestamp_source(self) -> str:
+        return "t= in Stripe-Signature"
 
     def _parse(self, headers: Headers) -> _Signed:
         raw = headers.get(self.signature_header)
@@ -456,11 +658,17 @@ class StripeScheme(HmacScheme):
         return f"t={timestamp},v1={digest.hex()}"
 
 
-def cloudaipilot(*, tolerance: float = DEFAULT_TOLERANCE_SECONDS) -> HmacScheme:
+def cloudaipilot(
+    *, tolerance: float = DEFAULT_TOLERANCE_SECONDS, body_timestamp_field: str | None = None
+) -> HmacScheme:
     """CloudAIPilot (the default): ``X-CloudAIPilot-Signature: sha256=<hex>`` over the raw body.
 
-    The guide documents no delivery-id header: ``X-CloudAIPilot-Delivery`` is used when present,
-    else the sha256 of the raw body, because a sender's retry resends the same bytes.
+    Only the body is signed. The dedupe key is the sha256 of the raw body (a sender's retry
+    resends the same bytes); ``X-CloudAIPilot-Delivery`` is unsigned, so it is kept for display
+    only. The event type is the body's ``event`` (else ``type``); the unsigned
+    ``X-CloudAIPilot-Event`` header only when the body has neither. Nothing signed dates a
+    request: pass ``body_timestamp_field="timestamp"`` to refuse a captured request replayed
+    after the tolerance.
     """
     return HmacScheme(
         "cloudaipilot",
@@ -468,6 +676,7 @@ def cloudaipilot(*, tolerance: float = DEFAULT_TOLERANCE_SECONDS) -> HmacScheme:
         prefix="sha256=",
         encoding="hex",
         tolerance=tolerance,
+        body_timestamp_field=body_timestamp_field,
         id_header="X-CloudAIPilot-Delivery",
         event_header="X-CloudAIPilot-Event",
         event_fields=("event", "type"),
@@ -475,21 +684,30 @@ def cloudaipilot(*, tolerance: float = DEFAULT_TOLERANCE_SECONDS) -> HmacScheme:
     )
 
 
-def github(*, tolerance: float = DEFAULT_TOLERANCE_SECONDS) -> HmacScheme:
-    """GitHub: ``X-Hub-Signature-256: sha256=<hex>``; dedupe on the hook-scoped delivery id."""
+def github(
+    *, tolerance: float = DEFAULT_TOLERANCE_SECONDS, body_timestamp_field: str | None = None
+) -> HmacScheme:
+    """GitHub: ``X-Hub-Signature-256: sha256=<hex>`` over the raw body.
+
+    ``X-GitHub-Delivery`` and ``X-GitHub-Hook-ID`` are unsigned: the dedupe key is the body's
+    sha256 (a redelivery resends the same bytes) and the delivery id is kept for display. The
+    event type is the ``X-GitHub-Event`` header (GitHub's body does not name it)."""
     return HmacScheme(
         "github",
         signature_header="X-Hub-Signature-256",
         prefix="sha256=",
         encoding="hex",
         tolerance=tolerance,
+        body_timestamp_field=body_timestamp_field,
         id_header="X-GitHub-Delivery",
         id_scope_header="X-GitHub-Hook-ID",
         event_header="X-GitHub-Event",
     )
 
 
-def slack(*, tolerance: float = DEFAULT_TOLERANCE_SECONDS) -> HmacScheme:
+def slack(
+    *, tolerance: float = DEFAULT_TOLERANCE_SECONDS, body_timestamp_field: str | None = None
+) -> HmacScheme:
     """Slack: ``X-Slack-Signature: v0=<hex>`` over ``v0:<ts>:<body>``.
 
     Dedupe on the Events API's ``event_id``, else on the body's sha256 (a retry resends the same
@@ -502,19 +720,26 @@ def slack(*, tolerance: float = DEFAULT_TOLERANCE_SECONDS) -> HmacScheme:
         template="v0:{timestamp}:{body}",
         timestamp_header="X-Slack-Request-Timestamp",
         tolerance=tolerance,
+        body_timestamp_field=body_timestamp_field,
         id_fields=("event_id",),
         event_fields=("type",),
         body_hash_id=True,
     )
 
 
-def shopify(*, tolerance: float = DEFAULT_TOLERANCE_SECONDS) -> HmacScheme:
-    """Shopify: ``X-Shopify-Hmac-Sha256: <base64>`` over the raw body."""
+def shopify(
+    *, tolerance: float = DEFAULT_TOLERANCE_SECONDS, body_timestamp_field: str | None = None
+) -> HmacScheme:
+    """Shopify: ``X-Shopify-Hmac-Sha256: <base64>`` over the raw body.
+
+    ``X-Shopify-Webhook-Id`` is unsigned: the dedupe key is the body's sha256 and the id is kept
+    for display. The event type is the ``X-Shopify-Topic`` header (the body does not name it)."""
     return HmacScheme(
         "shopify",
         signature_header="X-Shopify-Hmac-Sha256",
         encoding="base64",
         tolerance=tolerance,
+        body_timestamp_field=body_timestamp_field,
         id_header="X-Shopify-Webhook-Id",
         event_header="X-Shopify-Topic",
     )
@@ -557,6 +782,34 @@ def _formats_cleanly(template: str) -> bool:
         field in (None, "body", "timestamp", "id") and not spec and not conversion
         for _, field, spec, conversion in parts
     )
+
+
+def _body_timestamp(value: Any) -> float | None:
+    """Unix seconds from a JSON value (a number, a numeric string, or ISO-8601 with a UTC
+    offset), or None when it is none of those."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        try:
+            seconds = float(value)
+        except OverflowError:  # an int past float's range
+            return None
+    elif isinstance(value, str) and _NUMERIC_TIMESTAMP.fullmatch(value.strip()):
+        seconds = float(value.strip())
+    elif isinstance(value, str) and len(value) <= 64:
+        text = value.strip()
+        # Python 3.10's fromisoformat does not read a trailing "Z".
+        text = text[:-1] + "+00:00" if text[-1:] in ("Z", "z") else text
+        try:
+            when = datetime.fromisoformat(text)
+        except ValueError:
+            return None
+        if when.tzinfo is None:
+            return None  # a local time would depend on this host's zone
+        seconds = when.timestamp()
+    else:
+        return None
+    return seconds if math.isfinite(seconds) else None
 
 
 def _json_field(body: bytes, fields: Sequence[str]) -> str | None:

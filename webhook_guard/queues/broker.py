@@ -16,6 +16,7 @@ import asyncio
 import importlib
 import logging
 import os
+import sys
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -138,6 +139,7 @@ def worker_queue(kind: type[Q], from_url: Callable[[str], Q], what: str) -> Q:
     target = os.environ.get(APP_ENV)
     if target:
         module, _, attribute = target.partition(":")
+        _cwd_importable()
         guard = getattr(importlib.import_module(module), attribute or "guard")
         if not isinstance(guard.queue, kind):
             raise ConfigurationError(
@@ -154,7 +156,18 @@ def worker_queue(kind: type[Q], from_url: Callable[[str], Q], what: str) -> Q:
 
 def _import_app(target: str) -> None:
     module_name, _, _attribute = target.partition(":")
+    _cwd_importable()
     importlib.import_module(module_name)
+
+
+def _cwd_importable() -> None:
+    """Put the current directory first on sys.path, once, as ``python -m`` and the RQ, Dramatiq
+    and arq commands do: ``celery -A ... worker`` runs from a console script whose sys.path
+    lacks it, so the user's Guard module beside them failed with ModuleNotFoundError unless
+    PYTHONPATH was set."""
+    cwd = os.getcwd()
+    if cwd not in sys.path and "" not in sys.path:
+        sys.path.insert(0, cwd)
 
 
 def process_envelope(envelope: dict[str, Any]) -> AttemptResult:

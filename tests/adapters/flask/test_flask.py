@@ -106,7 +106,7 @@ def test_rejections_are_recorded_without_body_or_credentials(tmp_path: Path) -> 
 
 
 def test_accepted_delivery_keeps_no_credential_headers(tmp_path: Path) -> None:
-    """Authorization and Cookie never reach the store or the handler."""
+    """Authorization, Cookie and the signature never reach the store or the handler."""
     guard = contract_guard("cloudaipilot", SQLiteQueue(tmp_path / "q.db"))
     app = flask.Flask(__name__)
     app.add_url_rule("/webhook", "webhook", webhook(guard)(lambda d: None))
@@ -118,8 +118,8 @@ def test_accepted_delivery_keeps_no_credential_headers(tmp_path: Path) -> None:
     delivery_id = app.test_client().post("/webhook", data=BODY, headers=headers).get_json()["id"]
     stored = guard.queue.get(delivery_id)  # type: ignore[attr-defined]
     names = {name for name, _ in stored.headers}
-    assert "x-cloudaipilot-signature" in names
-    assert not names & {"authorization", "cookie"}
+    assert "x-cloudaipilot-delivery" in names
+    assert not names & {"authorization", "cookie", "x-cloudaipilot-signature"}
 
 
 def test_frozen_clock_is_what_timestamps_are_checked_against(tmp_path: Path) -> None:
