@@ -279,8 +279,22 @@ def test_a_receiver_that_verifies_over_reserialized_json_fails_the_signed_check(
 ) -> None:
     """check's body (compact separators, raw UTF-8, 10.50) does not survive json.loads/dumps, so
     a receiver that verifies over the re-serialized JSON fails the signed check."""
-    rows = by_name(run_checks(failing_server.url("/reserializes/webhook"), SECRET, allow_http=True))
-    assert rows["signed"].status == "fail"
+    import subprocess
+
+    from tests.servers import BIN
+
+    result = subprocess.run(
+        [
+            *(str(BIN / "webhook-guard"), "check", failing_server.url("/reserializes/webhook")),
+            *("--secret", SECRET, "--allow-http", "--json"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    rows = {row["check"]: row for row in map(json.loads, result.stdout.splitlines())}
+    assert result.returncode == 1, result.stderr
+    assert rows["signed"]["status"] == "fail"
 
 
 def test_the_cli_prints_each_result_as_its_check_finishes(failing_server: Served) -> None:
