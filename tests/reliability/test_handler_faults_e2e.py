@@ -4,6 +4,7 @@ embedded consumer survives, and every acknowledged delivery is processed."""
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -40,6 +41,19 @@ def post(port: int, payload: dict[str, object]) -> str:
     return str(reply.json()["id"])
 
 
+def sender_retrying(port: int, payload: dict[str, object]) -> str:
+    """``post`` as a sender does it: a connection the dying worker dropped is tried again (the
+    same bytes, so an earlier acceptance answers ``duplicate`` with the same id)."""
+    import http.client
+
+    for _ in range(10):
+        try:
+            return post(port, payload)
+        except (OSError, http.client.HTTPException):
+            time.sleep(0.2)
+    return post(port, payload)
+
+
 @pytest.mark.parametrize("server", list(SERVERS))
 def test_handlers_raising_base_exceptions_do_not_stop_the_consumer(
     tmp_path: Path, server: str
@@ -71,3 +85,17 @@ def test_hanging_handlers_time_out_and_others_keep_flowing(tmp_path: Path, serve
         assert wait_until(lambda: wanted <= {p["id"] for p in processed(tmp_path)}, limit=60)
         log = (tmp_path / "server.log").read_text()
     assert "timed out after 1 s" in log
+
+
+def test_a_segfaulting_handler_loses_nothing(tmp_path: Path) -> None:
+    """A handler that kills its gunicorn worker with SIGSEGV: gunicorn starts another, the
+    delivery comes back after its lease and is processed, and so are later deliveries."""
+    port = free_port()
+    command = gunicorn_command("sample_apps.flask_app:app", port, workers=2)
+    with serve(command, sample_env(tmp_path), port, tmp_path / "server.log"):
+        crashed = post(port, {"event": "x", "crash": "segfault"})
+        later = [sender_retrying(port, {"event": "x", "n": 100 + i}) for i in range(10)]
+        wanted = {crashed, *later}
+        assert wait_until(lambda: wanted <= {p["id"] for p in processed(tmp_path)}, limit=60)
+        log = (tmp_path / "server.log").read_text()
+    assert "SIGSEGV" in log or "signal 11" in log or "Segmentation" in log, log[-2000:]

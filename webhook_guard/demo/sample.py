@@ -7,7 +7,8 @@ the handler appends one JSON line per successful run; a body with ``"fail": N`` 
 N attempts and ``"fail": "always"`` dead-letters; ``"slow": S`` sleeps S seconds in its first
 attempt (for tests that kill a worker mid-handler); ``"raise": "SystemExit"`` (or
 ``KeyboardInterrupt``, ``BaseException``) raises it and ``"hang": true`` never returns, in the
-first attempt. Retries are quick so that a demo stays short.
+first attempt; ``"crash": "segfault"`` kills the process in its first attempt. Retries are quick
+so that a demo stays short.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import signal
 import threading
 import time
 from typing import Any
@@ -92,13 +94,16 @@ _RAISABLE: dict[str, type[BaseException]] = {
 
 
 def _misbehave_once(payload: dict[str, Any]) -> None:
-    """``"raise": "SystemExit"`` (or ``KeyboardInterrupt``, ``BaseException``) raises it, and
-    ``"hang": true`` never returns: faults a worker must survive (tests/reliability)."""
+    """``"raise": "SystemExit"`` (or ``KeyboardInterrupt``, ``BaseException``) raises it,
+    ``"hang": true`` never returns and ``"crash": "segfault"`` kills the process: faults a
+    worker must survive (tests/reliability)."""
     raised = _RAISABLE.get(str(payload.get("raise")))
     if raised is not None:
         raise raised("raised on purpose by the sample handler")
     if payload.get("hang") is True:
         threading.Event().wait()
+    if payload.get("crash") == "segfault":  # the whole process dies, as a C extension's crash
+        os.kill(os.getpid(), signal.SIGSEGV)
 
 
 def _json_object(body: bytes) -> dict[str, Any]:
