@@ -410,3 +410,40 @@ def test_rejection_metrics_and_logs_agree(tmp_path: Path, caplog: pytest.LogCapt
         _every_rejection(tmp_path)
     logged = [r.__dict__["reason"] for r in caplog.records if getattr(r, "webhook_guard_event", 0)]
     assert seen == logged and len(seen) == 12
+
+
+STORE_ERRORS = "webhook_guard_store_errors_total"
+
+
+@needs_prometheus
+def test_store_errors_of_a_consumer_are_counted(
+    tmp_path: Path, registry: CollectorRegistry
+) -> None:
+    """The consumer's store failing (its file replaced by a directory) is logged, counted in
+    webhook_guard_store_errors_total{operation="consume"}, and does not end the consumer."""
+    import shutil
+    import threading
+
+    install(registry)
+    guard = _guard(tmp_path)
+    assert _post(guard, b'{"event": "a"}') == 200
+    worker = Worker(guard)
+    assert worker.run_once()  # the consumer's connection is open
+    db = tmp_path / "q.db"
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{db}{suffix}").unlink(missing_ok=True)
+    db.mkdir()
+    stop = threading.Event()
+    thread = threading.Thread(target=worker.run, args=(stop,))
+    thread.start()
+    try:
+        for _ in range(100):
+            if registry.get_sample_value(STORE_ERRORS, {"operation": "consume"}):
+                break
+            stop.wait(0.05)
+        assert thread.is_alive(), "a store error ended the consumer"
+    finally:
+        stop.set()
+        thread.join(15)
+        shutil.rmtree(db, ignore_errors=True)
+    assert (registry.get_sample_value(STORE_ERRORS, {"operation": "consume"}) or 0) >= 1

@@ -114,6 +114,7 @@ class PrometheusObserver:
         ``webhook_guard_deliveries_accepted_total{endpoint,duplicate}``,
         ``webhook_guard_attempts_total{endpoint,status}`` (processed, ignored, retrying, dead),
         ``webhook_guard_queue_unavailable_total{endpoint}``,
+        ``webhook_guard_store_errors_total{operation}``,
         ``webhook_guard_ack_seconds{endpoint}`` (histogram) and, once ``track_queue`` is called,
         ``webhook_guard_queue_depth{queue,status}``.
     """
@@ -162,6 +163,14 @@ class PrometheusObserver:
             namespace=namespace,
             registry=self.registry,
         )
+        self.store_errors = Counter(
+            "store_errors",
+            "Store failures a consumer backed off from, or best-effort writes dropped, by "
+            "operation (consume, heartbeat, record_rejection).",
+            ["operation"],
+            namespace=namespace,
+            registry=self.registry,
+        )
         self.ack_seconds = Histogram(
             "ack_seconds",
             "Seconds from receive() entry to the 200 outcome (new and duplicate deliveries).",
@@ -198,6 +207,10 @@ class PrometheusObserver:
     def attempt_finished(self, endpoint: str, status: AttemptStatus) -> None:
         """Count a finished attempt by status (``webhook_guard_attempts_total``)."""
         self.attempts.labels(endpoint, status).inc()
+
+    def store_error(self, operation: str, error: str) -> None:
+        """Count a store failure by operation (``webhook_guard_store_errors_total``)."""
+        self.store_errors.labels(operation=operation).inc()
 
     def queue_unavailable(self, endpoint: str) -> None:
         """Count a 503 (``webhook_guard_queue_unavailable_total``)."""

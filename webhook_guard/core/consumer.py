@@ -25,7 +25,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
-from webhook_guard.core import registry
+from webhook_guard.core import events, registry
 from webhook_guard.core.processing import run_attempt, timed_out
 from webhook_guard.core.queue import ConsumableQueue, store_key
 from webhook_guard.core.records import AttemptResult, Claimed
@@ -122,6 +122,7 @@ class Worker:
                 failures += 1
                 wait = min(MAX_ERROR_BACKOFF_SECONDS, 0.5 * 2 ** min(failures - 1, 5))
                 logger.error("worker: queue error, retrying in %.1f s: %s", wait, error)
+                events.notify_store_error("consume", error)
                 stop.wait(wait)
                 continue
             if worked:
@@ -337,6 +338,7 @@ class _Heartbeat:
                     expires = time.monotonic() + lease_seconds
                     interval = lease_seconds / 3
                 except Exception as error:
+                    events.notify_store_error("heartbeat", error)
                     left = expires - time.monotonic()
                     if left <= 0:
                         logger.error("heartbeat for %s gave up: %s", claimed.delivery.id, error)

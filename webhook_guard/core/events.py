@@ -34,6 +34,7 @@ __all__ = [
     "Observer",
     "add_observer",
     "notify",
+    "notify_store_error",
     "observers",
     "remove_observer",
 ]
@@ -62,6 +63,11 @@ class Observer(Protocol):
 
     def queue_unavailable(self, endpoint: str) -> None:
         """The queue could not durably take a verified delivery: the sender got 503."""
+
+    def store_error(self, operation: str, error: str) -> None:
+        """The store failed ``operation`` (``consume``, ``heartbeat``, ``record_rejection``)
+        for a consumer or a best-effort write; the consumer backs off and goes on. Optional:
+        observers written before it was added are simply not told."""
 
 
 class BaseObserver:
@@ -111,6 +117,19 @@ def remove_observer(observer: Observer) -> None:
 def observers() -> tuple[Observer, ...]:
     """The observers currently reported to, in the order they were added."""
     return _observers
+
+
+def notify_store_error(operation: str, error: BaseException) -> None:
+    """Tell the observers that have ``store_error`` (an optional event) that the store failed
+    ``operation``."""
+    text = f"{type(error).__name__}: {error}"
+    for observer in _observers:
+        method = getattr(observer, "store_error", None)
+        if callable(method):
+            try:
+                method(operation, text)
+            except Exception:
+                logger.exception("webhook_guard: observer %r failed (ignored)", observer)
 
 
 def notify(event: Callable[[Observer], object]) -> None:

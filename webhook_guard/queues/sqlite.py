@@ -31,6 +31,7 @@ from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any, Literal
 
+from webhook_guard.core import events
 from webhook_guard.core.delivery import Delivery
 from webhook_guard.core.queue import Enqueued, EnqueueResult, Rejection
 from webhook_guard.core.records import (  # re-exported: their home before they moved to the core
@@ -398,6 +399,7 @@ class SQLiteQueue:
             self._submit(_Pending(time.monotonic() + REJECTION_BUDGET_SECONDS, rejection=rejection))
         except QueueUnavailable as error:
             self.rejections_dropped += 1
+            events.notify_store_error("record_rejection", error)
             now = time.monotonic()
             if now - self._last_drop_warning > 10.0:  # a flood of rejections: one line per 10 s
                 self._last_drop_warning = now
