@@ -77,6 +77,8 @@ PURGE_TRANSACTION_SECONDS = 0.03
 PURGE_PAUSE_SECONDS = 0.12
 
 
+# Raised whenever _SCHEMA changes, so existing files get the new tables and indexes.
+SCHEMA_VERSION = 2
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS deliveries (
     id          TEXT PRIMARY KEY,
@@ -321,8 +323,13 @@ class SQLiteQueue:
         deadline = time.monotonic() + self.busy_timeout_ms / 1000
         while True:
             try:
-                mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-                conn.executescript(_SCHEMA)
+                mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
+                if str(mode).lower() != "wal":
+                    mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+                # A file already at this schema needs no DDL, so a connection opened while
+                # another process holds the write lock does not wait for it.
+                if conn.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
+                    conn.executescript(_SCHEMA + f"PRAGMA user_version={SCHEMA_VERSION};")
                 break
             except sqlite3.OperationalError as error:
                 if "locked" not in str(error) or time.monotonic() > deadline:

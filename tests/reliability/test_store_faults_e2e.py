@@ -1,0 +1,88 @@
+"""The SQLite store under fault while a real server (the Flask sample under gunicorn gthread,
+2 workers x 4 threads, embedded consumer) takes deliveries: another process holding the write
+lock, the database file deleted. Every request is answered within the budget, and every
+delivery acknowledged with a 200 is processed."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from tests.contract import HTTPTransport
+from tests.reliability.test_store_faults import LOCK_HOLDER
+from tests.servers import free_port, gunicorn_command, processed, sample_env, serve, wait_until
+from webhook_guard.testing import sign_request
+
+pytestmark = pytest.mark.e2e
+SECRET = "contract-secret"
+
+
+def gthread(port: int) -> list[str]:
+    return gunicorn_command(
+        "sample_apps.flask_app:app", port, workers=2, worker_class="gthread", threads=4
+    )
+
+
+def post(port: int, n: int, answers: list[tuple[int, str | None]] | None = None) -> int:
+    """One signed delivery; its status (and id, when accepted) go to ``answers``."""
+    body = json.dumps({"event": "x", "n": n}).encode()
+    reply = HTTPTransport("127.0.0.1", port, timeout=12).request(
+        "POST", "/webhook", sign_request("cloudaipilot", SECRET, body), body
+    )
+    if answers is not None:
+        answers.append((reply.status, reply.json().get("id")))
+    return reply.status
+
+
+def test_a_write_lock_held_elsewhere_gets_503s_in_time_and_loses_nothing(tmp_path: Path) -> None:
+    """Another process holds the write lock for 9 s: eight concurrent deliveries each get 503
+    (with Retry-After) before it is released; afterwards deliveries are accepted and processed."""
+    port = free_port()
+    env = sample_env(tmp_path)
+    db = Path(env["WEBHOOK_GUARD_DB"])
+    with serve(gthread(port), env, port, tmp_path / "server.log"):
+        assert post(port, 0) == 200  # the file and its schema exist
+        holder = subprocess.Popen(
+            [sys.executable, "-c", LOCK_HOLDER, str(db), "9"], stdout=subprocess.PIPE, text=True
+        )
+        answers: list[tuple[int, str | None]] = []
+        try:
+            assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+            threads = [threading.Thread(target=post, args=(port, n, answers)) for n in range(1, 9)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join(30)
+            still_locked = holder.poll() is None
+        finally:
+            holder.kill()
+            holder.wait()
+        assert [status for status, _ in answers] == [503] * 8 and still_locked
+        accepted = [post(port, 100 + n, answers) for n in range(3)]
+        assert accepted == [200] * 3
+        ids = {id_ for status, id_ in answers if status == 200}
+        assert wait_until(lambda: ids <= {p["id"] for p in processed(tmp_path)}, limit=30)
+
+
+def test_a_deleted_database_file_is_never_acknowledged_into(tmp_path: Path) -> None:
+    """The database deleted under the running server: no request is acknowledged into the
+    deleted file; every delivery answered 200 afterwards is processed from the new file."""
+    port = free_port()
+    env = sample_env(tmp_path)
+    db = Path(env["WEBHOOK_GUARD_DB"])
+    with serve(gthread(port), env, port, tmp_path / "server.log"):
+        for n in range(8):  # every worker process and thread has its connection open
+            assert post(port, n) == 200
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{db}{suffix}").unlink(missing_ok=True)
+        answers: list[tuple[int, str | None]] = []
+        for n in range(20):
+            post(port, 100 + n, answers)
+        accepted = {id_ for status, id_ in answers if status == 200}
+        assert {status for status, _ in answers} <= {200, 503} and accepted
+        assert wait_until(lambda: accepted <= {p["id"] for p in processed(tmp_path)}, limit=30)
