@@ -529,6 +529,13 @@ def _run_replay(args: argparse.Namespace) -> int:
         for prefix in missing:
             print(f"not found: {prefix}", file=sys.stderr)
     else:
+        if reader is not queue and "retrying" in statuses:
+            # A broker already holds a message for each retrying delivery: replaying one would
+            # run it twice. Dead ones (and ignored, processed) have none.
+            statuses = tuple(s for s in statuses if s != "retrying")
+            print("retrying deliveries are left to their broker message", file=sys.stderr)
+            if not statuses:  # an empty filter would mean every status
+                return 1
         since = time.time() - parse_duration(args.since) if args.since else None
         chosen = reader.deliveries(
             statuses=statuses, since=since, endpoint=args.endpoint, limit=10**9
