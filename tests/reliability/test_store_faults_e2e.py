@@ -31,7 +31,7 @@ def gthread(port: int) -> list[str]:
 def post(port: int, n: int, answers: list[tuple[int, str | None]] | None = None) -> int:
     """One signed delivery; its status (and id, when accepted) go to ``answers``."""
     body = json.dumps({"event": "x", "n": n}).encode()
-    reply = HTTPTransport("127.0.0.1", port, timeout=12).request(
+    reply = HTTPTransport("127.0.0.1", port, timeout=10).request(  # the sender's timeout
         "POST", "/webhook", sign_request("cloudaipilot", SECRET, body), body
     )
     if answers is not None:
@@ -39,16 +39,20 @@ def post(port: int, n: int, answers: list[tuple[int, str | None]] | None = None)
     return reply.status
 
 
-def test_a_write_lock_held_elsewhere_gets_503s_in_time_and_loses_nothing(tmp_path: Path) -> None:
-    """Another process holds the write lock for 9 s: eight concurrent deliveries each get 503
-    (with Retry-After) before it is released; afterwards deliveries are accepted and processed."""
+def test_a_write_lock_held_elsewhere_is_answered_within_the_senders_timeout(
+    tmp_path: Path,
+) -> None:
+    """Another process holds the write lock for 7 s while eight deliveries arrive at once: each
+    gets its answer within the sender's 10 s timeout (the client gives up after that), 503 while
+    the lock is held; a request gunicorn queued behind busy threads starts its 5 s budget late
+    and may be answered 200 once the lock is gone. Every 200 is processed."""
     port = free_port()
     env = sample_env(tmp_path)
     db = Path(env["WEBHOOK_GUARD_DB"])
     with serve(gthread(port), env, port, tmp_path / "server.log"):
         assert post(port, 0) == 200  # the file and its schema exist
         holder = subprocess.Popen(
-            [sys.executable, "-c", LOCK_HOLDER, str(db), "9"], stdout=subprocess.PIPE, text=True
+            [sys.executable, "-c", LOCK_HOLDER, str(db), "7"], stdout=subprocess.PIPE, text=True
         )
         answers: list[tuple[int, str | None]] = []
         try:
@@ -58,13 +62,13 @@ def test_a_write_lock_held_elsewhere_gets_503s_in_time_and_loses_nothing(tmp_pat
                 thread.start()
             for thread in threads:
                 thread.join(30)
-            still_locked = holder.poll() is None
         finally:
             holder.kill()
             holder.wait()
-        assert [status for status, _ in answers] == [503] * 8 and still_locked
-        accepted = [post(port, 100 + n, answers) for n in range(3)]
-        assert accepted == [200] * 3
+        statuses = [status for status, _ in answers]
+        assert len(statuses) == 8, "a request got no answer within the sender's 10 s"
+        assert set(statuses) <= {200, 503} and 503 in statuses, statuses
+        assert [post(port, 100 + n, answers) for n in range(3)] == [200] * 3
         ids = {id_ for status, id_ in answers if status == 200}
         assert wait_until(lambda: ids <= {p["id"] for p in processed(tmp_path)}, limit=30)
 
