@@ -16,6 +16,7 @@
     │   ├── SignatureMismatch           401 signature_mismatch
     │   ├── TimestampOutOfTolerance     401 timestamp_out_of_tolerance
     │   ├── MethodNotAllowed            405 method_not_allowed
+    │   ├── RequestTimeout              408 request_timeout
     │   └── PayloadTooLarge             413 payload_too_large
     ├── QueueUnavailable                the store/broker failed; 503 + Retry-After
     ├── diagnose.client.InvalidURL      the CLI was given a URL it cannot send to
@@ -46,6 +47,7 @@ __all__ = [
     "PermanentFailure",
     "QueueUnavailable",
     "Rejected",
+    "RequestTimeout",
     "Retry",
     "SignatureMismatch",
     "TimestampOutOfTolerance",
@@ -78,56 +80,73 @@ class Rejected(WebhookGuardError):
 
 class MissingSignature(Rejected):
     """400 ``missing_signature``: the scheme's signature header is absent."""
+
     status, code = 400, "missing_signature"
 
 
 class MalformedSignature(Rejected):
     """400 ``malformed_signature``: the signature header is there but unreadable."""
+
     status, code = 400, "malformed_signature"
 
 
 class MissingTimestamp(Rejected):
     """400 ``missing_timestamp``: the scheme signs a timestamp that did not arrive."""
+
     status, code = 400, "missing_timestamp"
 
 
 class MalformedTimestamp(Rejected):
     """400 ``malformed_timestamp``: the signed timestamp is not Unix seconds."""
+
     status, code = 400, "malformed_timestamp"
 
 
 class IncompleteBody(Rejected):
     """400 ``incomplete_body``: fewer bytes arrived than Content-Length declared."""
+
     status, code = 400, "incomplete_body"
 
 
 class InvalidContentLength(Rejected):
     """400 ``invalid_content_length``: Content-Length is not a non-negative integer."""
+
     status, code = 400, "invalid_content_length"
 
 
 class LengthRequired(Rejected):
     """411 ``length_required``: a chunked body this server cannot pass on."""
+
     status, code = 411, "length_required"
 
 
 class SignatureMismatch(Rejected):
     """401 ``signature_mismatch``: no configured secret signs these bytes."""
+
     status, code = 401, "signature_mismatch"
 
 
 class TimestampOutOfTolerance(Rejected):
     """401 ``timestamp_out_of_tolerance``: the signed time is too far from now."""
+
     status, code = 401, "timestamp_out_of_tolerance"
 
 
 class MethodNotAllowed(Rejected):
     """405 ``method_not_allowed``: a webhook path takes POST only."""
+
     status, code = 405, "method_not_allowed"
+
+
+class RequestTimeout(Rejected):
+    """408 ``request_timeout``: the body was still arriving at the request deadline."""
+
+    status, code = 408, "request_timeout"
 
 
 class PayloadTooLarge(Rejected):
     """413 ``payload_too_large``: the body is over the cap (not read past it)."""
+
     status, code = 413, "payload_too_large"
 
 

@@ -128,6 +128,7 @@ def test_from_mapping_reads_every_key_after_the_prefix() -> None:
         "WEBHOOK_GUARD_TOLERANCE": "60",
         "WEBHOOK_GUARD_WORKER": "external",
         "WEBHOOK_GUARD_INSECURE_DEV_MODE": "true",
+        "WEBHOOK_GUARD_REQUEST_DEADLINE": "2.5",
         "SCHEME": "stripe",
     }
     config = GuardConfig.from_mapping(settings, prefix="WEBHOOK_GUARD_")
@@ -140,7 +141,22 @@ def test_from_mapping_reads_every_key_after_the_prefix() -> None:
         tolerance_seconds=60.0,
         worker="external",
         insecure_dev_mode=True,
+        request_deadline=2.5,
     )
+
+
+@pytest.mark.parametrize("value", [0, -1.0])
+def test_non_positive_request_deadline_is_refused(value: float) -> None:
+    with pytest.raises(ConfigurationError, match="request_deadline"):
+        GuardConfig(request_deadline=value)
+
+
+def test_request_deadline_defaults_to_five_seconds_and_reads_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert GuardConfig().request_deadline == 5.0
+    monkeypatch.setenv("WEBHOOK_GUARD_REQUEST_DEADLINE", "3")
+    assert GuardConfig.from_mapping({}).request_deadline == 3.0
 
 
 def test_queue_wins_over_db() -> None:

@@ -357,10 +357,10 @@ class WebhookGuard:
     Settings (all optional except the secret): ``WEBHOOK_GUARD_SECRET`` (or ``_SECRETS``),
     ``_SCHEME``, ``_QUEUE`` / ``_DB``, ``_PATH`` (default ``/webhook``), ``_ENDPOINT`` (default:
     the path), ``_MAX_BODY_BYTES``, ``_TOLERANCE``, ``_WORKER``, ``_LEASE_SECONDS``,
-    ``_HANDLER_TIMEOUT``, ``_INSECURE_DEV_MODE``; what is not set comes from the environment
-    (``WEBHOOK_GUARD_*``). ``prefix=`` reads another set of keys instead (two extensions on
-    one app: ``WebhookGuard(prefix="GITHUB_WEBHOOK_")`` reads ``GITHUB_WEBHOOK_SECRET``,
-    ``GITHUB_WEBHOOK_PATH``, ...).
+    ``_HANDLER_TIMEOUT``, ``_REQUEST_DEADLINE``, ``_INSECURE_DEV_MODE``; what is not set comes
+    from the environment (``WEBHOOK_GUARD_*``). ``prefix=`` reads another set of keys instead
+    (two extensions on one app: ``WebhookGuard(prefix="GITHUB_WEBHOOK_")`` reads
+    ``GITHUB_WEBHOOK_SECRET``, ``GITHUB_WEBHOOK_PATH``, ...).
 
     Each app gets its own Guard, kept in ``app.extensions["webhook_guard"]`` (``guard_for``);
     handlers registered with ``on`` run for every app's Guard, inside that app's context. Pass

@@ -7,15 +7,21 @@ the bytes themselves with these functions and never trust a framework's copy.
 
 from __future__ import annotations
 
+import asyncio
+import socket
+import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any, BinaryIO
 
+from webhook_guard.core.deadline import current_deadline
+from webhook_guard.core.socket_deadline import SocketDeadline
 from webhook_guard.exceptions import (
     IncompleteBody,
     InvalidContentLength,
     LengthRequired,
     MethodNotAllowed,
     PayloadTooLarge,
+    RequestTimeout,
 )
 
 _READ_SIZE = 64 * 1024
@@ -53,13 +59,31 @@ def check_buffered_body(body: bytes, content_length: str | None, cap: int) -> by
     return body
 
 
-def read_wsgi_body(environ: MutableMapping[str, Any], cap: int) -> bytes:
-    """The raw body of a WSGI request, at most ``cap`` bytes, or a ``Rejected``."""
-    stream: BinaryIO = environ["wsgi.input"]
+def read_wsgi_body(
+    environ: MutableMapping[str, Any], cap: int, deadline: float | None = None
+) -> bytes:
+    """The raw body of a WSGI request, at most ``cap`` bytes, or a ``Rejected``.
+
+    ``deadline`` (default: the current request's, ``core.deadline``) bounds the read: a body
+    still arriving then is ``RequestTimeout`` (408). Where the server exposes its socket
+    (``gunicorn.socket``), a client that trickles or stalls is cut off at the deadline; on other
+    servers a read in progress cannot be interrupted, and the deadline is checked between
+    reads."""
+    if deadline is None:
+        deadline = current_deadline()
+    sock = environ.get("gunicorn.socket") if deadline is not None else None
+    reader = _Reader(environ["wsgi.input"], deadline, sock)
+    try:
+        return _read_wsgi_body(environ, reader, cap)
+    finally:
+        reader.close()
+
+
+def _read_wsgi_body(environ: MutableMapping[str, Any], reader: _Reader, cap: int) -> bytes:
     chunked = "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower()
     declared = None if chunked else parse_content_length(environ.get("CONTENT_LENGTH"), cap)
     if declared is not None:
-        body = _read_exact(stream, declared)
+        body = _read_exact(reader, declared)
         if len(body) < declared:
             raise IncompleteBody(f"the client sent {len(body)} of {declared} declared bytes")
         return body
@@ -69,27 +93,53 @@ def read_wsgi_body(environ: MutableMapping[str, Any], cap: int) -> bytes:
             # could block forever, and verifying the empty body Django would see is wrong.
             raise LengthRequired("this server cannot pass a chunked body: send Content-Length")
         return b""
-    return _read_until_end(stream, cap)
+    return _read_until_end(reader, cap)
 
 
-def _read(stream: BinaryIO, size: int) -> bytes:
-    """One read from a WSGI stream; a connection lost under it (gunicorn raises an IOError
-    subclass, Werkzeug its own ClientDisconnected) means the client went away."""
-    try:
-        return stream.read(size)
-    except OSError as error:
-        raise ClientDisconnected(str(error)) from error
-    except Exception as error:
-        if type(error).__name__ == "ClientDisconnected":  # werkzeug.exceptions, not imported here
+class _Reader:
+    """Reads from a WSGI stream within a deadline; a connection lost under it (gunicorn raises
+    an IOError subclass, Werkzeug its own ClientDisconnected) means the client went away."""
+
+    __slots__ = ("_guard", "deadline", "stream")
+
+    def __init__(self, stream: BinaryIO, deadline: float | None, sock: object) -> None:
+        self.stream, self.deadline = stream, deadline
+        self._guard = (
+            SocketDeadline(sock, deadline)
+            if deadline is not None and isinstance(sock, socket.socket)
+            else None
+        )
+
+    def read(self, size: int) -> bytes:
+        if self.deadline is not None and time.monotonic() >= self.deadline:
+            raise _timed_out()
+        if self._guard is not None and self.deadline is not None:
+            self._guard.before_read(self.deadline)
+        try:
+            return self.stream.read(size)
+        except TimeoutError as error:  # socket.timeout: the deadline cut the read off
+            raise _timed_out() from error
+        except OSError as error:
             raise ClientDisconnected(str(error)) from error
-        raise
+        except Exception as error:
+            if type(error).__name__ == "ClientDisconnected":  # werkzeug's, not imported here
+                raise ClientDisconnected(str(error)) from error
+            raise
+
+    def close(self) -> None:
+        if self._guard is not None:
+            self._guard.close()
 
 
-def _read_exact(stream: BinaryIO, size: int) -> bytes:
+def _timed_out() -> RequestTimeout:
+    return RequestTimeout("the body was still arriving at the request deadline")
+
+
+def _read_exact(reader: _Reader, size: int) -> bytes:
     parts: list[bytes] = []
     remaining = size
     while remaining > 0:
-        chunk = _read(stream, min(remaining, _READ_SIZE))
+        chunk = reader.read(min(remaining, _READ_SIZE))
         if not chunk:
             break
         parts.append(chunk)
@@ -97,10 +147,10 @@ def _read_exact(stream: BinaryIO, size: int) -> bytes:
     return b"".join(parts)
 
 
-def _read_until_end(stream: BinaryIO, cap: int) -> bytes:
+def _read_until_end(reader: _Reader, cap: int) -> bytes:
     buffer = bytearray()
     while True:
-        chunk = _read(stream, min(_READ_SIZE, cap + 1 - len(buffer)))
+        chunk = reader.read(min(_READ_SIZE, cap + 1 - len(buffer)))
         if not chunk:
             return bytes(buffer)
         buffer += chunk
@@ -112,8 +162,24 @@ class ClientDisconnected(Exception):
     """The client went away before its body was complete: there is nobody to answer."""
 
 
-async def read_asgi_body(receive: ASGIReceive, declared: int | None, cap: int) -> bytes:
-    """The raw body from ASGI ``http.request`` messages, counting bytes as they arrive."""
+async def read_asgi_body(
+    receive: ASGIReceive, declared: int | None, cap: int, deadline: float | None = None
+) -> bytes:
+    """The raw body from ASGI ``http.request`` messages, counting bytes as they arrive; within
+    ``deadline`` (default: the current request's), else ``RequestTimeout`` (408)."""
+    if deadline is None:
+        deadline = current_deadline()
+    if deadline is None:
+        return await _read_asgi_body(receive, declared, cap)
+    try:
+        return await asyncio.wait_for(
+            _read_asgi_body(receive, declared, cap), max(0.0, deadline - time.monotonic())
+        )
+    except asyncio.TimeoutError as error:  # builtin TimeoutError from 3.11 on
+        raise _timed_out() from error
+
+
+async def _read_asgi_body(receive: ASGIReceive, declared: int | None, cap: int) -> bytes:
     parts: list[bytes] = []
     total = 0
     while True:

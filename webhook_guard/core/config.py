@@ -28,10 +28,14 @@ ENVIRONMENT: dict[str, tuple[str, type]] = {
     "WEBHOOK_GUARD_TOLERANCE": ("tolerance_seconds", float),
     "WEBHOOK_GUARD_LEASE_SECONDS": ("lease_seconds", float),
     "WEBHOOK_GUARD_HANDLER_TIMEOUT": ("handler_timeout", float),
+    "WEBHOOK_GUARD_REQUEST_DEADLINE": ("request_deadline", float),
 }
 # An attempt whose handlers run longer is recorded as timed out and retried; the stuck thread
 # is left behind (Python cannot stop it) and the consumer goes on with a new one.
 DEFAULT_HANDLER_TIMEOUT_SECONDS = 300.0
+# Every request is answered within this many seconds of reaching the adapter: half the usual
+# sender timeout (10 s), leaving room for the network and a server's own queueing.
+DEFAULT_REQUEST_DEADLINE_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
@@ -58,6 +62,7 @@ class GuardConfig:
     # comes back after this long.
     lease_seconds: float = 60.0
     handler_timeout: float = DEFAULT_HANDLER_TIMEOUT_SECONDS
+    request_deadline: float = DEFAULT_REQUEST_DEADLINE_SECONDS
     insecure_dev_mode: bool = False
     redact_headers: tuple[str, ...] = ()
 
@@ -72,6 +77,8 @@ class GuardConfig:
             raise ConfigurationError("lease_seconds must be a positive number of seconds")
         if self.handler_timeout <= 0:
             raise ConfigurationError("handler_timeout must be a positive number of seconds")
+        if self.request_deadline <= 0:
+            raise ConfigurationError("request_deadline must be a positive number of seconds")
         if self.worker not in ("embedded", "external"):
             raise ConfigurationError("worker must be 'embedded' or 'external'")
         if any(not s or s.reveal() != s.reveal().strip() for s in secrets):
@@ -86,8 +93,9 @@ class GuardConfig:
 
         Keys, after ``prefix``: ``SECRET`` (one, or several comma-separated), ``SECRETS`` (a
         list), ``SCHEME``, ``QUEUE``, ``DB``, ``ENDPOINT``, ``MAX_BODY_BYTES``, ``TOLERANCE``,
-        ``WORKER``, ``LEASE_SECONDS``, ``HANDLER_TIMEOUT``, ``INSECURE_DEV_MODE``,
-        ``REDACT_HEADERS`` (header-name patterns, a list or comma-separated). A key the mapping
+        ``WORKER``, ``LEASE_SECONDS``, ``HANDLER_TIMEOUT``, ``REQUEST_DEADLINE``,
+        ``INSECURE_DEV_MODE``, ``REDACT_HEADERS`` (header-name patterns, a list or
+        comma-separated). A key the mapping
         lacks falls back to the environment (``ENVIRONMENT``), except the secret. Secrets in a
         string are split by ``split_secrets``; a secret with a comma goes in a ``SECRETS`` list.
         """
@@ -118,10 +126,12 @@ class GuardConfig:
             kwargs["handler_timeout"] = _number(
                 prefix + "HANDLER_TIMEOUT", get("HANDLER_TIMEOUT"), float
             )
-        if get("LEASE_SECONDS") is not None:
-            kwargs["lease_seconds"] = _number(
-                prefix + "LEASE_SECONDS", get("LEASE_SECONDS"), float
+        if get("REQUEST_DEADLINE") is not None:
+            kwargs["request_deadline"] = _number(
+                prefix + "REQUEST_DEADLINE", get("REQUEST_DEADLINE"), float
             )
+        if get("LEASE_SECONDS") is not None:
+            kwargs["lease_seconds"] = _number(prefix + "LEASE_SECONDS", get("LEASE_SECONDS"), float)
         if get("REDACT_HEADERS") is not None:
             kwargs["redact_headers"] = _patterns(prefix + "REDACT_HEADERS", get("REDACT_HEADERS"))
         if get("INSECURE_DEV_MODE") is not None:

@@ -63,7 +63,8 @@ class Guard:
     not passed comes from the environment (``WEBHOOK_SECRET``, ``WEBHOOK_SCHEME``,
     ``WEBHOOK_GUARD_QUEUE`` / ``WEBHOOK_GUARD_DB``, ``WEBHOOK_GUARD_WORKER``,
     ``WEBHOOK_GUARD_MAX_BODY_BYTES``, ``WEBHOOK_GUARD_TOLERANCE``,
-    ``WEBHOOK_GUARD_LEASE_SECONDS``, ``WEBHOOK_GUARD_HANDLER_TIMEOUT``), then from the default.
+    ``WEBHOOK_GUARD_LEASE_SECONDS``, ``WEBHOOK_GUARD_HANDLER_TIMEOUT``,
+    ``WEBHOOK_GUARD_REQUEST_DEADLINE``), then from the default.
 
     Args:
         secret: the signing secret, or several (all valid at once while rotating): a list is
@@ -86,6 +87,10 @@ class Guard:
         handler_timeout: seconds an attempt's handlers may run (300 s; per handler:
             ``@guard.on(..., timeout=)``); past it the attempt is recorded as timed out and
             retried, and the stuck thread is left behind while the consumer goes on.
+        request_deadline: seconds within which every request is answered, counted from when
+            the adapter gets it (5 s, half a sender's usual 10 s timeout): a body still
+            arriving by then gets 408, a store that cannot take the delivery in time 503 +
+            ``Retry-After``.
         clock: returns Unix seconds; inject one in tests.
         insecure_dev_mode: accept unsigned requests. Refused unless set, and logged loudly.
         redact_headers: header-name patterns (substrings, case-insensitive, ``_`` as ``-``)
@@ -112,6 +117,7 @@ class Guard:
         retry: RetryPolicy | None = None,
         lease_seconds: float = UNSET,
         handler_timeout: float = UNSET,
+        request_deadline: float = UNSET,
         clock: Clock = time.time,
         insecure_dev_mode: bool = UNSET,
         config: GuardConfig | None = None,
@@ -129,6 +135,7 @@ class Guard:
                 ("retry", retry),
                 ("lease_seconds", lease_seconds),
                 ("handler_timeout", handler_timeout),
+                ("request_deadline", request_deadline),
                 ("insecure_dev_mode", insecure_dev_mode),
                 ("redact_headers", redact_headers),
             )
@@ -147,8 +154,7 @@ class Guard:
                 )
             if queue is not None and config.queue is not None:
                 raise ConfigurationError(
-                    f"Guard: queue= and config.queue ({config.queue!r}) both name a queue; "
-                    "pass one"
+                    f"Guard: queue= and config.queue ({config.queue!r}) both name a queue; pass one"
                 )
         else:
             config = _config_from_arguments(given, queue, scheme_object)
@@ -197,6 +203,11 @@ class Guard:
     def endpoint(self) -> str:
         """This Guard's endpoint name: it scopes dedupe keys and routes deliveries here."""
         return self.config.endpoint
+
+    @property
+    def request_deadline(self) -> float:
+        """Seconds within which every request is answered (``GuardConfig.request_deadline``)."""
+        return self.config.request_deadline
 
     @property
     def max_body_bytes(self) -> int:

@@ -15,6 +15,7 @@ _REASONS = {
     400: "Bad Request",
     401: "Unauthorized",
     405: "Method Not Allowed",
+    408: "Request Timeout",
     411: "Length Required",
     413: "Content Too Large",
     503: "Service Unavailable",
@@ -76,7 +77,7 @@ def rejected(error: Rejected) -> Outcome:
     """The 4xx answer to a refused request: ``{"error": <code>}`` (and ``Allow: POST`` for 405)."""
     extra: tuple[tuple[str, str], ...] = (("Allow", "POST"),) if error.status == 405 else ()
     outcome = json_outcome(error.status, {"error": error.code}, *extra)
-    if error.status == 413:
+    if error.status in (408, 413):  # the rest of the body is still on the connection
         return Outcome(outcome.status, outcome.headers, outcome.body, close_connection=True)
     return outcome
 

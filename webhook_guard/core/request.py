@@ -6,7 +6,9 @@ cap) and renders the ``Outcome``; the order of the checks lives here only, so ad
 drift: the method is checked before a byte of the body is read (an oversized PUT is a 405
 everywhere), then the signature headers (a request without them is refused before its body is
 read: no ``100 Continue``, no slow read), then the body is read with the cap (413), then the
-Guard verifies and enqueues.
+Guard verifies and enqueues. All of it within ``guard.request_deadline`` (``core.deadline``): a
+body still arriving then is refused with 408, a store that cannot take the delivery in time
+answers 503.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import logging
 from typing import TYPE_CHECKING, Protocol
 
 from webhook_guard.core.body import ClientDisconnected, require_post
+from webhook_guard.core.deadline import deadline_after
 from webhook_guard.core.headers import HeadersLike
 from webhook_guard.core.outcome import Outcome
 from webhook_guard.exceptions import Rejected
@@ -85,8 +88,13 @@ class AsyncWebRequest(Protocol):
 
 
 def answer(guard: Guard, request: WebRequest) -> Outcome | None:
-    """The answer to one request on a webhook path; None when the client went away (nobody is
-    left to answer, and nothing was stored)."""
+    """The answer to one request on a webhook path, within ``guard.request_deadline``; None
+    when the client went away (nobody is left to answer, and nothing was stored)."""
+    with deadline_after(guard.request_deadline):
+        return _answer(guard, request)
+
+
+def _answer(guard: Guard, request: WebRequest) -> Outcome | None:
     method = request.method
     try:
         require_post(method)
@@ -104,6 +112,11 @@ def answer(guard: Guard, request: WebRequest) -> Outcome | None:
 
 async def answer_async(guard: Guard, request: AsyncWebRequest) -> Outcome | None:
     """``answer`` for ASGI adapters: the body is awaited and the store never blocks the loop."""
+    with deadline_after(guard.request_deadline):
+        return await _answer_async(guard, request)
+
+
+async def _answer_async(guard: Guard, request: AsyncWebRequest) -> Outcome | None:
     method = request.method
     try:
         require_post(method)

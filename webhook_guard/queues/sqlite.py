@@ -32,6 +32,7 @@ from dataclasses import replace
 from typing import Any, Literal
 
 from webhook_guard.core import events
+from webhook_guard.core.deadline import current_deadline
 from webhook_guard.core.delivery import Delivery
 from webhook_guard.core.queue import Enqueued, EnqueueResult, Rejection
 from webhook_guard.core.records import (  # re-exported: their home before they moved to the core
@@ -68,6 +69,8 @@ logger = logging.getLogger("webhook_guard.queues")
 # Below the sender's usual 10 s timeout, so a locked database answers 503 instead of timing out:
 # every request gets its answer within this budget, however many wait for one commit.
 BUSY_TIMEOUT_MS = 5000
+# A request whose deadline has (nearly) passed still waits this long for a free store.
+MIN_STORE_WAIT_SECONDS = 0.1
 # Recording a rejection waits at most this long for the store; then it is dropped (and counted).
 REJECTION_BUDGET_SECONDS = 0.05
 # Maintenance (purge) holds the write lock this long at most per transaction (a little more for
@@ -387,16 +390,21 @@ class SQLiteQueue:
     # -- the request side: enqueue and record rejections, group-committed --------------------
 
     def enqueue(self, delivery: Delivery) -> EnqueueResult:
-        """Dedupe and store ``delivery`` durably; answer within the busy budget or raise
-        QueueUnavailable."""
-        result = self._submit(_Pending(self._deadline(), delivery=delivery))
-        assert result is not None  # a delivery always gets a result
-        return result
+        """Dedupe and store ``delivery`` durably; answer within the busy budget (and the
+        request's deadline, ``core.deadline``) or raise QueueUnavailable."""
+        return self._enqueue_by(delivery, self._deadline())
 
     async def aenqueue(self, delivery: Delivery) -> EnqueueResult:
-        # Off the event loop; concurrent requests in the executor share one commit.
-        """``enqueue`` off the event loop; concurrent requests share one commit."""
-        return await asyncio.get_running_loop().run_in_executor(None, self.enqueue, delivery)
+        """``enqueue`` off the event loop; concurrent requests share one commit. The deadline
+        is taken here, in the request's task, so the wait for an executor thread counts."""
+        return await asyncio.get_running_loop().run_in_executor(
+            None, self._enqueue_by, delivery, self._deadline()
+        )
+
+    def _enqueue_by(self, delivery: Delivery, deadline: float) -> EnqueueResult:
+        result = self._submit(_Pending(deadline, delivery=delivery))
+        assert result is not None  # a delivery always gets a result
+        return result
 
     def record_rejection(self, rejection: Rejection) -> None:
         """Best effort: waits at most ``REJECTION_BUDGET_SECONDS`` for the store (a sender is
@@ -417,7 +425,15 @@ class SQLiteQueue:
                 )
 
     def _deadline(self) -> float:
-        return time.monotonic() + self.busy_timeout_ms / 1000
+        """When the write must be done: the busy budget from now, or the request's deadline if
+        sooner; at least ``MIN_STORE_WAIT_SECONDS`` from now (a body that took the request's
+        whole budget to arrive still gets a 200 from a store that is free)."""
+        now = time.monotonic()
+        deadline = now + self.busy_timeout_ms / 1000
+        request = current_deadline()
+        if request is not None:
+            deadline = max(min(deadline, request), now + MIN_STORE_WAIT_SECONDS)
+        return deadline
 
     async def arecord_rejection(self, rejection: Rejection) -> None:
         """``record_rejection`` off the event loop."""
@@ -446,8 +462,8 @@ class SQLiteQueue:
                     self._pending.remove(item)
             if not taken:
                 raise QueueUnavailable(
-                    f"{self.path}: the store did not take the write within its "
-                    f"{self.busy_timeout_ms / 1000:g} s budget (another writer holds it)"
+                    f"{self.path}: the store did not take the write within the request's "
+                    "budget (another writer holds it)"
                 )
             # A leader took it into its batch, whose busy wait ends by the earliest deadline
             # in the batch (this one's or sooner): its answer comes in time.
