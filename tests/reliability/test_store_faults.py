@@ -156,7 +156,7 @@ def test_a_delivery_arriving_during_a_big_purge_gets_its_200(tmp_path: Path) -> 
     assert purged == [300_000]
 
 
-def _chattr(flag: str, *paths: Path) -> bool:
+def chattr(flag: str, *paths: Path) -> bool:
     """``chattr`` the files (immutable: not writable even by root); False where it cannot."""
     import shutil
     import subprocess
@@ -177,12 +177,12 @@ def test_a_connection_opened_while_the_file_was_read_only_heals(tmp_path: Path) 
     assert post(first, 1)[0] == 200
     first.queue.checkpoint()  # type: ignore[attr-defined]
     files = [p for p in (db, Path(f"{db}-wal"), Path(f"{db}-shm")) if p.exists()]
-    if not _chattr("+i", *files):
+    if not chattr("+i", *files):
         pytest.skip("needs chattr on an ext2/3/4 filesystem (root can write a chmod 444 file)")
     try:
         late = contract_guard("cloudaipilot", SQLiteQueue(db), endpoint="late")
         assert post(late, 2)[0] == 503
     finally:
-        _chattr("-i", *files)
+        chattr("-i", *files)
     status, delivery_id = post(late, 3)
     assert status == 200 and late.queue.get(delivery_id) is not None  # type: ignore[attr-defined]

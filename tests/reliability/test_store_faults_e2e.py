@@ -1,7 +1,7 @@
 """The SQLite store under fault while a real server (the Flask sample under gunicorn gthread,
 2 workers x 4 threads, embedded consumer) takes deliveries: another process holding the write
-lock, the database file deleted. Every request is answered within the budget, and every
-delivery acknowledged with a 200 is processed."""
+lock, the database file deleted, the file read-only when the server starts. Every request is
+answered within the budget, and every delivery acknowledged with a 200 is processed."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.contract import HTTPTransport
-from tests.reliability.test_store_faults import LOCK_HOLDER
+from tests.reliability.test_store_faults import LOCK_HOLDER, chattr
 from tests.servers import free_port, gunicorn_command, processed, sample_env, serve, wait_until
 from webhook_guard.testing import sign_request
 
@@ -90,3 +90,36 @@ def test_a_deleted_database_file_is_never_acknowledged_into(tmp_path: Path) -> N
         accepted = {id_ for status, id_ in answers if status == 200}
         assert {status for status, _ in answers} <= {200, 503} and accepted
         assert wait_until(lambda: accepted <= {p["id"] for p in processed(tmp_path)}, limit=30)
+
+
+def test_processes_that_opened_a_read_only_database_heal_without_a_restart(
+    tmp_path: Path,
+) -> None:
+    """The server starts while its database file is read-only (immutable: root writes through
+    ``chmod``), so every worker process and thread opens its connection during the fault: each
+    delivery gets 503, none 200. The file made writable again: deliveries get 200 and are
+    processed, with no restart (the connections are reopened)."""
+    port = free_port()
+    env = sample_env(tmp_path)
+    db = Path(env["WEBHOOK_GUARD_DB"])
+    with serve(gthread(port), env, port, tmp_path / "first.log"):
+        assert post(port, 0) == 200  # the file and its schema exist
+        assert wait_until(lambda: len(processed(tmp_path)) == 1, limit=30)
+    files = [p for p in (db, Path(f"{db}-wal"), Path(f"{db}-shm")) if p.exists()]
+    if not chattr("+i", *files):
+        pytest.skip("needs chattr on an ext2/3/4 filesystem (root can write a chmod 444 file)")
+    try:
+        with serve(gthread(port), env, port, tmp_path / "server.log"):
+            during = [post(port, 1 + n) for n in range(8)]
+            chattr("-i", *files)
+            answers: list[tuple[int, str | None]] = []
+            for n in range(8):
+                post(port, 100 + n, answers)
+            accepted = {id_ for status, id_ in answers if status == 200}
+            assert wait_until(
+                lambda: accepted <= {p["id"] for p in processed(tmp_path)}, limit=30
+            )
+    finally:
+        chattr("-i", *files)
+    assert during == [503] * 8
+    assert [status for status, _ in answers] == [200] * 8
