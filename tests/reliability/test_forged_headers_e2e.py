@@ -36,9 +36,7 @@ SERVERS = {
 
 
 def send(port: int, headers: dict[str, str], body: bytes) -> tuple[int, Any]:
-    reply = HTTPTransport("127.0.0.1", port, timeout=10).request(
-        "POST", "/webhook", headers, body
-    )
+    reply = HTTPTransport("127.0.0.1", port, timeout=10).request("POST", "/webhook", headers, body)
     return reply.status, reply.json()
 
 

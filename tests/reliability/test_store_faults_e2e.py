@@ -9,13 +9,24 @@ import json
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
 
 from tests.contract import HTTPTransport
 from tests.reliability.test_store_faults import LOCK_HOLDER, chattr
-from tests.servers import free_port, gunicorn_command, processed, sample_env, serve, wait_until
+from tests.servers import (
+    BIN,
+    ROOT,
+    free_port,
+    gunicorn_command,
+    processed,
+    sample_env,
+    serve,
+    wait_until,
+    worker_command,
+)
 from webhook_guard.testing import sign_request
 
 pytestmark = pytest.mark.e2e
@@ -116,10 +127,68 @@ def test_processes_that_opened_a_read_only_database_heal_without_a_restart(
             for n in range(8):
                 post(port, 100 + n, answers)
             accepted = {id_ for status, id_ in answers if status == 200}
-            assert wait_until(
-                lambda: accepted <= {p["id"] for p in processed(tmp_path)}, limit=30
-            )
+            assert wait_until(lambda: accepted <= {p["id"] for p in processed(tmp_path)}, limit=30)
     finally:
         chattr("-i", *files)
     assert during == [503] * 8
     assert [status for status, _ in answers] == [200] * 8
+
+
+def test_a_heartbeat_that_fails_on_a_held_lock_is_retried_and_the_delivery_runs_once(
+    tmp_path: Path,
+) -> None:
+    """Two external workers (the Flask sample's Guard, a 15 s lease, a heartbeat every 5 s); one
+    runs a 20 s handler while another process holds the write lock for 10 s, longer than the
+    5 s a heartbeat waits for it: that heartbeat fails, is retried, and extends the lease before
+    it expires, so the other worker never starts the delivery again: it runs once."""
+    port = free_port()
+    env = sample_env(tmp_path, WEBHOOK_GUARD_WORKER="external", WEBHOOK_GUARD_LEASE_SECONDS="15")
+    db = Path(env["WEBHOOK_GUARD_DB"])
+    logs = [tmp_path / f"worker{n}.log" for n in range(2)]
+    workers: list[subprocess.Popen[bytes]] = []
+    with serve(gunicorn_command("sample_apps.flask_app:app", port), env, port, tmp_path / "s.log"):
+        try:
+            for log in logs:
+                with open(log, "ab") as out:
+                    workers.append(
+                        subprocess.Popen(
+                            worker_command("sample_apps.flask_app:guard"),
+                            cwd=ROOT,
+                            env=env,
+                            stdout=out,
+                            stderr=subprocess.STDOUT,
+                        )
+                    )
+            body = json.dumps({"event": "slow", "slow": 20}).encode()
+            reply = HTTPTransport("127.0.0.1", port, timeout=10).request(
+                "POST", "/webhook", sign_request("cloudaipilot", SECRET, body), body
+            )
+            assert reply.status == 200
+            assert wait_until(lambda: '"processing"' in _status(env, reply.json()["id"]), limit=30)
+            holder = subprocess.Popen(
+                [sys.executable, "-c", LOCK_HOLDER, str(db), "10"],
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+            holder.wait(30)
+            assert wait_until(lambda: len(processed(tmp_path)) == 1, limit=40)
+            time.sleep(2)  # a second run (attempt 2 is not slow) would show up by now
+        finally:
+            for worker in workers:
+                worker.terminate()
+                worker.wait(30)
+    output = "".join(log.read_text() for log in logs)
+    assert "failed, retrying" in output  # a heartbeat did fail on the held lock
+    assert "gave up" not in output
+    assert [run["id"] for run in processed(tmp_path)] == [reply.json()["id"]]
+
+
+def _status(env: dict[str, str], delivery_id: str) -> str:
+    shown = subprocess.run(
+        [str(BIN / "webhook-guard"), "show", delivery_id, "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    return shown.stdout if shown.returncode == 0 else ""
