@@ -11,6 +11,8 @@ import textwrap
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.contract import SECRET
 from tests.servers import BIN
 from webhook_guard.core.guard import Guard
@@ -199,3 +201,23 @@ def test_the_worker_logs_one_info_line_per_finished_delivery(tmp_path: Path) -> 
         timeout=60,
     )
     assert quiet.returncode == 0 and second not in quiet.stderr
+
+
+def test_a_consumer_thread_that_ends_unasked_makes_the_worker_exit_non_zero(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The real consumer loop ends only when asked (every exception in it is retried), so the
+    unexpected end is simulated by a stand-in for ``Worker.run`` that returns at once: the
+    worker exits 1, which a supervisor set to restart on failure acts on, and says why."""
+    from webhook_guard.cli import run_workers
+    from webhook_guard.core.consumer import Worker
+
+    monkeypatch.setattr(Worker, "run", lambda self, stop: None)
+    guard = Guard(SECRET, endpoint="hooks", queue=str(tmp_path / "q.db"), worker="external")
+    handlers = {signum: signal.getsignal(signum) for signum in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        assert run_workers([guard]) == 1
+    finally:  # run_workers installs its own; pytest's must come back
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)
+    assert "a consumer thread stopped unexpectedly" in capsys.readouterr().err
