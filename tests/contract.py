@@ -120,6 +120,11 @@ CASES = [
     Case("oversized by Content-Length", 413, "payload_too_large", body=b"x" * (CAP + 1)),
     Case("oversized chunked", 413, "payload_too_large", chunked=True, body=b"x" * (CAP * 4)),
     Case("wrong method", 405, "method_not_allowed", method="GET", body=b"", sign=False),
+    # No framework's own answer (Flask's automatic OPTIONS, Werkzeug's HTML 405): ours, in JSON.
+    *(
+        Case(f"{verb} method", 405, "method_not_allowed", method=verb, body=b"", sign=False)
+        for verb in ("OPTIONS", "TRACE", "PROPFIND")
+    ),
     # The method is refused before the body is read, whatever its size, on every adapter.
     Case(
         "wrong method with an oversized body",
