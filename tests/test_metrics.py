@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
@@ -333,9 +334,12 @@ def _every_rejection(tmp_path: Path) -> tuple[list[int], Guard, Guard]:
         {"wsgi.input": io.BytesIO(body[:3]), "CONTENT_LENGTH": str(len(body))},  # incomplete
         {"wsgi.input": io.BytesIO(body), "HTTP_TRANSFER_ENCODING": "chunked"},  # length_required
     ]
-    for environ in wsgi_failures:
+    deadlines: list[float | None] = [None] * len(wsgi_failures)
+    wsgi_failures.append({"wsgi.input": io.BytesIO(body), "CONTENT_LENGTH": str(len(body))})
+    deadlines.append(time.monotonic() - 1)  # request_timeout: the deadline already passed
+    for environ, deadline in zip(wsgi_failures, deadlines, strict=True):
         try:
-            read_wsgi_body(environ, CAP)
+            read_wsgi_body(environ, CAP, deadline)
         except Rejected as error:
             statuses.append(guard.reject(error, "POST", "/webhook", body=body).status)
     return statuses, guard, stripe
@@ -409,7 +413,7 @@ def test_rejection_metrics_and_logs_agree(tmp_path: Path, caplog: pytest.LogCapt
     with caplog.at_level(logging.WARNING, logger="webhook_guard"):
         _every_rejection(tmp_path)
     logged = [r.__dict__["reason"] for r in caplog.records if getattr(r, "webhook_guard_event", 0)]
-    assert seen == logged and len(seen) == 12
+    assert seen == logged and len(seen) == 13
 
 
 STORE_ERRORS = "webhook_guard_store_errors_total"

@@ -4,10 +4,12 @@ and the normal deliveries get their 200 within a sender's 10 s.
 
 uvicorn reads bodies on its event loop and never runs short of anything. gunicorn holds a
 worker thread per body being read; webhook_guard cuts a slow body off at the deadline through
-the socket gunicorn exposes, so under gthread (2 x 4 threads) eight slow clients delay the
-others by at most the deadline. The sync worker serves one connection at a time: two slow
-clients on ``-w 2`` cost a deadline's wait, more than that queue up deadline after deadline
-(docs/guarantees.md: run it behind a buffering proxy)."""
+the socket gunicorn exposes, so a request queued behind slow bodies waits at most one deadline
+per round of them. Which gunicorn worker accepts a connection is up to the kernel, so one
+worker may get all the slow clients: with as many as a worker has threads (4 under gthread
+2 x 4, 1 under sync ``-w 2``, tried with 2), a normal sender waits one deadline at most. More
+slow clients than that queue up deadline after deadline: run gunicorn behind a buffering proxy
+(docs/guarantees.md)."""
 
 from __future__ import annotations
 
@@ -43,7 +45,7 @@ SERVERS: dict[str, tuple[Callable[[int], list[str]], int]] = {
         lambda port: gunicorn_command(
             "sample_apps.flask_app:app", port, workers=2, worker_class="gthread", threads=4
         ),
-        8,
+        4,
     ),
     "flask-gunicorn-sync-w2": (
         lambda port: gunicorn_command("sample_apps.flask_app:app", port, workers=2),
