@@ -59,6 +59,11 @@ def require_rabbitmq(port: int = 5672) -> None:
     require_service("rabbitmq-server", port)
 
 
+def require_postgres(port: int = 5432) -> None:
+    """PostgreSQL on 127.0.0.1:``port`` (user ``postgres``, trust auth, as .ci/run starts it)."""
+    require_service("postgresql", port)
+
+
 @contextmanager
 def redis_server(port: int) -> Iterator[subprocess.Popen[bytes]]:
     """A throwaway ``redis-server`` on ``port`` (no persistence) that a test may kill and start

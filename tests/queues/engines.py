@@ -22,6 +22,7 @@ import os
 import signal
 import socket
 import subprocess
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -32,7 +33,7 @@ from typing import Any, ClassVar, Protocol
 import pytest
 
 from tests.servers import ROOT, free_port, stop, wait_until
-from tests.services import redis_server, require_rabbitmq, require_redis
+from tests.services import redis_server, require_postgres, require_rabbitmq, require_redis
 from webhook_guard.core.delivery import Delivery
 from webhook_guard.core.guard import Guard, Outcome
 from webhook_guard.core.retry import RetryPolicy
@@ -564,8 +565,125 @@ class Arq(OnRedisDefaultQueue):
             client.close()
 
 
+PROCRASTINATE_DB = "webhook_guard_procrastinate"
+PG_ADMIN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
+
+
+class ProcrastinateWorker(Polling):
+    """procrastinate's real worker (``App.run_worker_async``), on an event loop in a thread of
+    this process, listening to the queue's name; cancelled at the end, as SIGTERM would."""
+
+    def __init__(self, queue: Any) -> None:
+        import procrastinate
+
+        from webhook_guard.queues import procrastinate as engine
+
+        self.app = engine.app.with_connector(procrastinate.PsycopgConnector(conninfo=queue.dsn))
+        self.queue_name = queue.queue_name
+        self.loop = asyncio.new_event_loop()
+        self.task: asyncio.Task[None] | None = None
+        self.started = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+        assert self.started.wait(30), "the procrastinate worker did not start"
+
+    def _run(self) -> None:
+        async def work() -> None:
+            async with self.app.open_async():
+                self.started.set()
+                await self.app.run_worker_async(
+                    queues=[self.queue_name],
+                    install_signal_handlers=False,
+                    fetch_job_polling_interval=0.2,
+                    delete_jobs="never",
+                )
+
+        self.task = self.loop.create_task(work())
+        with contextlib.suppress(asyncio.CancelledError):
+            self.loop.run_until_complete(self.task)
+        self.loop.close()
+
+    def stop(self) -> None:
+        if self.task is not None:
+            self.loop.call_soon_threadsafe(self.task.cancel)
+        self.thread.join(30)
+
+
+class Procrastinate(Harness):
+    """procrastinate's tables in a database of their own on the machine's PostgreSQL (created,
+    and its schema applied, once); each test defers to a queue of its own name."""
+
+    name = engine = "procrastinate"
+    requires = ("procrastinate",)
+    missing = "procrastinate is not installed: pip install 'webhook-guard[procrastinate]'"
+    logs_misses = False  # a job that cannot run now fails; procrastinate logs it itself
+
+    def broker_url(self, port: int | None = None) -> str:
+        return f"postgresql://postgres@127.0.0.1:{port or 5432}/{PROCRASTINATE_DB}"
+
+    def require_broker(self) -> None:
+        require_postgres()
+        _procrastinate_schema(self.broker_url())
+
+    def clean_broker(self) -> None:
+        import psycopg
+
+        with psycopg.connect(self.broker_url(), autocommit=True) as conn:
+            conn.execute(
+                "DELETE FROM procrastinate_jobs WHERE queue_name = %s", (self.queue_name,)
+            )
+
+    @contextlib.contextmanager
+    def worker(self, queue: Any) -> Iterator[Worker]:
+        worker = ProcrastinateWorker(queue)
+        try:
+            yield worker
+        finally:
+            worker.stop()
+
+    def redeliver_quickly(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        import procrastinate
+
+        from webhook_guard.queues import procrastinate as engine
+
+        quick = procrastinate.RetryStrategy(max_attempts=30, wait=1)
+        monkeypatch.setattr(engine.process, "retry_strategy", quick)
+
+    def check_broker_holds(self, queue: Any, delivery_id: str) -> None:
+        import psycopg
+
+        with psycopg.connect(self.broker_url(), autocommit=True) as conn:
+            row = conn.execute(
+                "SELECT count(*) FROM procrastinate_jobs WHERE queue_name = %s"
+                " AND args -> 'envelope' ->> 'id' = %s",
+                (self.queue_name, delivery_id),
+            ).fetchone()
+        assert row is not None and row[0] >= 1, "procrastinate still has the job"
+
+
+def _procrastinate_schema(dsn: str) -> None:
+    """The test database with procrastinate's schema, made once (as ``procrastinate schema
+    --apply`` makes it)."""
+    import procrastinate
+    import psycopg
+
+    with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
+        exists = admin.execute(
+            "SELECT 1 FROM pg_database WHERE datname = %s", (PROCRASTINATE_DB,)
+        ).fetchone()
+        if not exists:
+            admin.execute(f'CREATE DATABASE "{PROCRASTINATE_DB}"')
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        applied = conn.execute("SELECT to_regclass('procrastinate_jobs')").fetchone()
+    if applied is None or applied[0] is None:
+        app = procrastinate.App(connector=procrastinate.SyncPsycopgConnector(conninfo=dsn))
+        with app.open():
+            app.schema_manager.apply_schema()
+
+
 HARNESSES: dict[str, type[Harness]] = {
-    h.name: h for h in (CeleryRedis, CeleryAMQP, DramatiqRedis, DramatiqAMQP, RQ, Arq)
+    h.name: h
+    for h in (CeleryRedis, CeleryAMQP, DramatiqRedis, DramatiqAMQP, RQ, Arq, Procrastinate)
 }
 
 

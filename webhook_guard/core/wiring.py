@@ -3,7 +3,8 @@
 ``open_queue(url)``: ``None`` (``WEBHOOK_GUARD_DB`` or ``./webhook_guard.db``), a path, or
 ``sqlite:///relative.db`` / ``sqlite:////absolute.db`` with an optional ``?durability=process``;
 broker engines ``celery+redis://host:6379/0``, ``celery+amqp://guest:guest@host:5672//``,
-``rq://host:6379/0``, ``dramatiq+redis://...``, ``dramatiq+amqp://...``, ``arq://host:6379/0``.
+``rq://host:6379/0``, ``dramatiq+redis://...``, ``dramatiq+amqp://...``, ``arq://host:6379/0``,
+``procrastinate+postgresql://user@host:5432/db``.
 ``open_store(url)``: a broker queue's ``?store=``: ``redis://host:6379/1``, else the SQLite file
 at ``url``, ``WEBHOOK_GUARD_DB`` or ``./webhook_guard.db``.
 
@@ -37,6 +38,7 @@ ENGINES = {
     "rq": "webhook_guard.queues.rq",
     "dramatiq": "webhook_guard.queues.dramatiq",
     "arq": "webhook_guard.queues.arq",
+    "procrastinate": "webhook_guard.queues.procrastinate",
 }
 REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 
