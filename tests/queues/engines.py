@@ -623,15 +623,13 @@ class Procrastinate(Harness):
 
     def require_broker(self) -> None:
         require_postgres()
-        _procrastinate_schema(self.broker_url())
+        procrastinate_schema(self.broker_url())
 
     def clean_broker(self) -> None:
         import psycopg
 
         with psycopg.connect(self.broker_url(), autocommit=True) as conn:
-            conn.execute(
-                "DELETE FROM procrastinate_jobs WHERE queue_name = %s", (self.queue_name,)
-            )
+            conn.execute("DELETE FROM procrastinate_jobs WHERE queue_name = %s", (self.queue_name,))
 
     @contextlib.contextmanager
     def worker(self, queue: Any) -> Iterator[Worker]:
@@ -661,7 +659,7 @@ class Procrastinate(Harness):
         assert row is not None and row[0] >= 1, "procrastinate still has the job"
 
 
-def _procrastinate_schema(dsn: str) -> None:
+def procrastinate_schema(dsn: str) -> None:
     """The test database with procrastinate's schema, made once (as ``procrastinate schema
     --apply`` makes it)."""
     import procrastinate
@@ -702,7 +700,7 @@ def running(
 
 # -- an engine's worker CLI in a fresh process ---------------------------------------------
 
-E2E_APP = '''
+E2E_APP = """
 import json, os
 from webhook_guard import Guard, RetryPolicy
 from webhook_guard.queues import open_queue
@@ -722,7 +720,7 @@ def handle(delivery):
         raise RuntimeError("asked to fail")
     with open(os.environ["E2E_LOG"], "a") as log:
         log.write(json.dumps([delivery.id, delivery.attempt, delivery.body_sha256]) + "\\n")
-'''
+"""
 
 
 def check_worker_cli(harness: Harness, command: list[str], *, pythonpath: bool = True) -> None:

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.contract import HTTPTransport, sample_app_env
+from tests.queues.engines import procrastinate_schema
 from tests.servers import (
     BIN,
     ROOT,
@@ -28,7 +29,7 @@ from tests.servers import (
     stop,
     wait_until,
 )
-from tests.services import require_rabbitmq, require_redis
+from tests.services import require_postgres, require_rabbitmq, require_redis
 from webhook_guard.core.schemes import get_scheme
 
 pytestmark = [pytest.mark.e2e, pytest.mark.services]
@@ -40,11 +41,17 @@ ENGINES = {
     "celery+amqp": "amqp://guest:guest@127.0.0.1:5672//",
     "dramatiq+redis": "redis://127.0.0.1:6379/14",
     "dramatiq+amqp": "amqp://guest:guest@127.0.0.1:5672/%2F",
+    "procrastinate+postgresql": "postgresql://postgres@127.0.0.1:5432/webhook_guard_procrastinate",
 }
 PIKA_URL = "amqp://guest:guest@127.0.0.1:5672/%2F"  # the same vhost as above, as pika spells it
 
 
 def _worker_command(engine: str, queue_name: str) -> list[str]:
+    if engine == "procrastinate":
+        return [
+            *(str(BIN / "procrastinate"), "--app=webhook_guard.queues.procrastinate.app"),
+            *("worker", f"--queues={queue_name}", "--concurrency=2"),
+        ]
     if engine == "celery":
         return [
             *(str(BIN / "celery"), "-A", "webhook_guard.queues.celery:celery_app", "worker"),
@@ -64,12 +71,20 @@ def _broker(name: str, queue_name: str) -> Iterator[str]:
     broker = ENGINES[name]
     if kind == "redis":
         require_redis()
+    elif kind == "postgresql":
+        require_postgres()
+        procrastinate_schema(broker)
     else:
         require_rabbitmq()
     try:
         yield broker
     finally:
-        if kind == "redis":
+        if kind == "postgresql":
+            import psycopg
+
+            with psycopg.connect(broker, autocommit=True) as conn:
+                conn.execute("DELETE FROM procrastinate_jobs WHERE queue_name = %s", (queue_name,))
+        elif kind == "redis":
             import redis
 
             redis.Redis.from_url(broker).flushdb()
