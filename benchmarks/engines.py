@@ -106,7 +106,6 @@ BROKER_COMMANDS = ("redis-server", "beam.smp", "erl_child_setup", "epmd", "inet_
 ENGINE_PACKAGES = ("celery", "kombu", "amqp", "rq", "dramatiq", "pika", "redis", "hiredis", "arq")
 
 
-
 def headers() -> list[tuple[str, str]]:
     """A request's headers as an adapter passes them, with a new delivery id."""
     return signed_ack_headers(BODY)
