@@ -404,7 +404,14 @@ def main() -> int:
             )
         for s in srvs:
             assert s.proc is not None
-            wait_port(s.port, s.proc)
+            try:
+                wait_port(s.port, s.proc)
+            except RuntimeError as error:
+                with open(os.path.join(work, f"server-{s.port}.log"), "rb") as f:
+                    tail = f.read()[-2000:].decode(errors="replace")
+                raise RuntimeError(
+                    f"{s.name} [{s.durability}]: {error}; its log:\n{tail}"
+                ) from None
         with NoiseSampler(1.0) as noise:
             if args.warmup > 0:
                 for s in srvs:  # warm-up: imports, first connection, creates the DBs
@@ -469,10 +476,11 @@ def main() -> int:
             log.close()
 
     report(srvs, args, noise, t_start)
-    if failures:
-        print("\nFAILED: every request must be answered 2xx and stored as a new row:")
-        for failure in failures:
-            print(f"- {failure}")
+    if failures:  # on stderr too: the smoke run discards stdout
+        for out in (sys.stdout, sys.stderr):
+            print("\nFAILED: every request must be answered 2xx and stored as a new row:", file=out)
+            for failure in failures:
+                print(f"- {failure}", file=out)
     if not args.db_dir and not args.keep:
         shutil.rmtree(work, ignore_errors=True)
     return 1 if failures else 0
