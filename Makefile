@@ -85,7 +85,7 @@ endef
 	bench bench-smoke
 
 help:
-	@sed -n '3,12s/^# \{0,1\}//p' $(firstword $(MAKEFILE_LIST))
+	@sed -n '3,14s/^# \{0,1\}//p' $(firstword $(MAKEFILE_LIST))
 
 demo: $(DEMO_STAMP)
 	$(VENV)/bin/webhook-guard demo
@@ -127,7 +127,7 @@ test-flask-oldest: $(OLDEST_STAMP)
 test-arq: $(ARQ_STAMP)
 	$(call run_pytest,$(ARQ_VENV)/bin/python -m pytest $(ARQ_TEST_PATHS) -q)
 
-# Every benchmark, full length (~15 min on 2 cores): the numbers in docs/benchmarks.md.
+# Every benchmark, full length (~20 min on 2 cores): the numbers in docs/benchmarks.md.
 bench: $(BENCH_STAMP) $(TEST_STAMP) $(ARQ_STAMP)
 	BENCH_VENV="$(abspath $(BENCH_VENV))" benchmarks/run_all.sh
 

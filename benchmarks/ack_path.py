@@ -172,7 +172,21 @@ end
         f.write(lua)
 
 
-def servers(bin_dir: str, db_dir: str, only: set[str] | None, diagnostic: bool) -> list[Server]:
+def free_port(taken: set[int]) -> int:
+    """A port the kernel has free now, not in ``taken`` (smoke runs: two at once, e.g. in two
+    worktrees, must not collide on the fixed ports)."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        if port not in taken:
+            taken.add(port)
+            return port
+
+
+def servers(
+    bin_dir: str, db_dir: str, only: set[str] | None, diagnostic: bool, any_port: bool = False
+) -> list[Server]:
     uv = ["--workers", "1", "--http", "httptools", "--loop", "uvloop"]
     uv += ["--no-access-log", "--log-level", "warning"]
     kinds = [
@@ -186,7 +200,8 @@ def servers(bin_dir: str, db_dir: str, only: set[str] | None, diagnostic: bool) 
         ("FastAPI / uvicorn", "asgi", "fastapi", [f"{bin_dir}/uvicorn", "fastapi_app:app"]),
     ]  # fmt: skip
     found = []
-    port = BASE_PORT
+    taken: set[int] = set()
+    port = free_port(taken) if any_port else BASE_PORT
     for name, kind, slug, cmd in kinds:
         if only and slug not in only:
             continue
@@ -198,7 +213,7 @@ def servers(bin_dir: str, db_dir: str, only: set[str] | None, diagnostic: bool) 
             else:
                 full = [*cmd, "--host", "127.0.0.1", "--port", str(port), *uv]
             found.append(Server(name, kind, durability, full, port, db, naive_db))
-            port += 1
+            port = free_port(taken) if any_port else port + 1
     return found
 
 
@@ -367,7 +382,7 @@ def main() -> int:
     write_lua(lua)
     check_lua(wrk_prefix, lua, work)
     only = {s for s in args.only.split(",") if s} or None
-    srvs = servers(bin_dir, work, only, not args.no_diagnostic)
+    srvs = servers(bin_dir, work, only, not args.no_diagnostic, any_port=args.smoke)
     busy = [s.port for s in srvs if not port_free(s.port)]
     if busy:
         sys.exit(f"ports already in use: {busy}")
