@@ -1,14 +1,16 @@
 # webhook_guard developer entry points.
 #
 #   make demo    create .venv if needed, install '.[demo]', run `webhook-guard demo`
-#   make test    ruff, mypy (strict), pytest, then pytest again on the oldest Flask and on arq
+#   make test    ruff, mypy (strict), pytest, then pytest again on the oldest Flask and on arq,
+#                then a few-second smoke run of every benchmark script (bench-smoke)
 #   make venv    create/refresh .venv with everything `make test` needs
 #   make docs    build the documentation site (site/index.html) strictly
-#   make lint | typing | pytest | test-flask-oldest | test-arq   single steps
+#   make bench   run every benchmark (benchmarks/run_all.sh -> benchmarks/results.md; needs wrk)
+#   make lint | typing | pytest | test-flask-oldest | test-arq | bench-smoke   single steps
 #   make constraints   re-resolve the test dependencies and pin them (requirements/constraints.txt)
 #   make clean   remove virtualenvs, caches and build output
 #
-# Variables: PYTHON (interpreter used to create .venv, >= 3.10), PYTEST_ARGS,
+# Variables: PYTHON (interpreter used to create .venv, >= 3.10), PYTEST_ARGS, BENCH_VENV,
 # FLASK_OLDEST_PYTHON (interpreter for .venv-flask-oldest; default: a 3.10 if found).
 #
 # Virtualenvs are created once and re-used. pip runs again only when pyproject.toml,
@@ -20,6 +22,8 @@ VENV ?= .venv
 OLDEST_VENV ?= .venv-flask-oldest
 # arq 0.28 pins redis<6 while Celery's kombu needs redis>=6.4: arq gets its own venv.
 ARQ_VENV ?= .venv-arq
+# Benchmark servers and peers (httptools, uvloop, the peers' verifiers): requirements/bench.txt.
+BENCH_VENV ?= .venv-bench
 PYTEST_ARGS ?=
 
 PIP_FLAGS := -q --disable-pip-version-check
@@ -35,6 +39,7 @@ TEST_PIP_ARGS := -e '.[flask,django,starlette,fastapi,demo,celery,rq,dramatiq,me
 FRESH_PIP_ARGS := -e '.[flask,django,starlette,fastapi,demo,celery,rq,dramatiq,metrics]' -r requirements/test.txt -r requirements/engines.txt -r requirements/browser.txt -r requirements/docs.txt
 OLDEST_PIP_ARGS := -r requirements/flask-oldest.txt -e . pytest pytest-timeout hypothesis gunicorn httpx
 ARQ_PIP_ARGS := -e . -r requirements/arq.txt
+BENCH_PIP_ARGS := -e '.[flask,django,starlette,fastapi]' -r requirements/bench.txt $(CONSTRAINTS)
 
 DEP_FILES := pyproject.toml $(sort $(wildcard requirements/*.txt))
 # $(call stamp_hash,<pip args>): checksum of the dependency files plus the pip arguments.
@@ -44,6 +49,7 @@ DEMO_STAMP := $(VENV)/.installed-demo-$(call stamp_hash,$(DEMO_PIP_ARGS))
 TEST_STAMP := $(VENV)/.installed-test-$(call stamp_hash,$(TEST_PIP_ARGS))
 OLDEST_STAMP := $(OLDEST_VENV)/.installed-$(call stamp_hash,$(OLDEST_PIP_ARGS))
 ARQ_STAMP := $(ARQ_VENV)/.installed-$(call stamp_hash,$(ARQ_PIP_ARGS))
+BENCH_STAMP := $(BENCH_VENV)/.installed-$(call stamp_hash,$(BENCH_PIP_ARGS))
 
 # A Python 3.10 for the oldest-Flask run: pyenv's (even when not the active version), then
 # python3.10 on PATH, else $(PYTHON). Each candidate must actually run (pyenv shims of
@@ -75,10 +81,11 @@ define run_pytest
 endef
 
 .DEFAULT_GOAL := help
-.PHONY: help demo test venv lint typing pytest test-flask-oldest test-arq clean constraints docs
+.PHONY: help demo test venv lint typing pytest test-flask-oldest test-arq clean constraints docs \
+	bench bench-smoke
 
 help:
-	@sed -n '3,12s/^# \{0,1\}//p' $(firstword $(MAKEFILE_LIST))
+	@sed -n '3,14s/^# \{0,1\}//p' $(firstword $(MAKEFILE_LIST))
 
 demo: $(DEMO_STAMP)
 	$(VENV)/bin/webhook-guard demo
@@ -96,6 +103,8 @@ test: $(TEST_STAMP)
 	@$(MAKE) --no-print-directory test-flask-oldest
 	@echo "==> pytest on arq and the delivery stores ($(ARQ_VENV))"
 	@$(MAKE) --no-print-directory test-arq
+	@echo "==> benchmark smoke ($(BENCH_VENV))"
+	@$(MAKE) --no-print-directory bench-smoke
 
 venv: $(TEST_STAMP)
 
@@ -117,6 +126,20 @@ test-flask-oldest: $(OLDEST_STAMP)
 
 test-arq: $(ARQ_STAMP)
 	$(call run_pytest,$(ARQ_VENV)/bin/python -m pytest $(ARQ_TEST_PATHS) -q)
+
+# Every benchmark, full length (~20 min on 2 cores): the numbers in docs/benchmarks.md.
+bench: $(BENCH_STAMP) $(TEST_STAMP) $(ARQ_STAMP)
+	BENCH_VENV="$(abspath $(BENCH_VENV))" benchmarks/run_all.sh
+
+# Each benchmark script for a few seconds (< 60 s in all on 2 cores), so that none can rot: each
+# fails on a broken server, a wrong request or a duplicate where a new delivery was meant.
+# engines.py uses .venv (Celery, RQ, Dramatiq) and says so when Redis/RabbitMQ are not running.
+bench-smoke: $(BENCH_STAMP) $(TEST_STAMP)
+	@command -v wrk >/dev/null || { echo "error: wrk is not installed (apt-get install -y wrk)" >&2; exit 1; }
+	$(BENCH_VENV)/bin/python benchmarks/verify.py --smoke > /dev/null
+	$(BENCH_VENV)/bin/python benchmarks/enqueue_drain.py --smoke > /dev/null
+	$(BENCH_VENV)/bin/python benchmarks/ack_path.py --smoke > /dev/null
+	$(VENV)/bin/python benchmarks/engines.py --smoke > /dev/null
 
 $(VENV)/bin/python:
 	$(call check_python,$(PYTHON))
@@ -148,6 +171,16 @@ $(ARQ_VENV)/bin/python:
 	$(PYTHON) -m venv $(ARQ_VENV)
 	$(ARQ_VENV)/bin/python -m pip install $(PIP_FLAGS) --upgrade pip
 
+$(BENCH_VENV)/bin/python:
+	$(call check_python,$(PYTHON))
+	$(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/python -m pip install $(PIP_FLAGS) --upgrade pip
+
+$(BENCH_STAMP): | $(BENCH_VENV)/bin/python
+	$(BENCH_VENV)/bin/python -m pip install $(PIP_FLAGS) $(BENCH_PIP_ARGS)
+	@rm -f $(BENCH_VENV)/.installed-*
+	@touch $@
+
 $(ARQ_STAMP): | $(ARQ_VENV)/bin/python
 	$(ARQ_VENV)/bin/python -m pip install $(PIP_FLAGS) $(ARQ_PIP_ARGS)
 	@rm -f $(ARQ_VENV)/.installed-*
@@ -166,5 +199,5 @@ constraints:
 	rm -rf .venv-constraints
 
 clean:
-	rm -rf $(VENV) $(OLDEST_VENV) $(ARQ_VENV) .tox build dist site *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(OLDEST_VENV) $(ARQ_VENV) $(BENCH_VENV) .tox build dist site *.egg-info .pytest_cache .mypy_cache .ruff_cache
 	find . -path ./.git -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +

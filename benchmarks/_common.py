@@ -18,6 +18,9 @@ import threading
 import time
 from collections.abc import Iterable, Sequence
 from importlib import metadata
+from typing import TypeVar
+
+T = TypeVar("T")
 
 PACKAGES = (
     "webhook-guard",
@@ -125,11 +128,31 @@ def ack_body() -> bytes:
 BENCH_SECRET = "bench-secret-0123456789abcdef0123456789"
 BENCH_EVENT = "invoice.paid"
 _delivery_counter = iter(range(10**12))
+_RUN_ID = os.urandom(6).hex()  # 12 hex chars: no two processes make the same body
+UID_WIDTH = 23  # "<run id>-<10 digits>", at the start of ack_body()'s padding
+
+
+def distinct_ack_body(i: int, run_id: str = _RUN_ID) -> bytes:
+    """``ack_body()`` with ``<run_id>-<i>`` at the start of its padding, still exactly 1024 bytes.
+    The cloudaipilot dedupe key is the sha256 of the body, so each body is a new delivery."""
+    body = ack_body()
+    at = body.index(b'"pad":"') + len(b'"pad":"')
+    uid = f"{run_id}-{i:010d}".encode()
+    assert len(uid) == UID_WIDTH and body[at : at + UID_WIDTH] == b"p" * UID_WIDTH
+    return body[:at] + uid + body[at + UID_WIDTH :]
+
+
+def signed_ack_request() -> tuple[list[tuple[str, str]], bytes]:
+    """A new signed request: a distinct body and its headers (so every enqueue is a new
+    delivery, the real cost, never the duplicate path)."""
+    body = distinct_ack_body(next(_delivery_counter))
+    return signed_ack_headers(body), body
 
 
 def signed_ack_headers(body: bytes) -> list[tuple[str, str]]:
     """A signed cloudaipilot request's headers as an adapter passes them, each call with a new
-    delivery id (so every enqueue is a new delivery, the real cost)."""
+    (unsigned) delivery id. The dedupe key is the body's sha256: only a new body is a new
+    delivery (``signed_ack_request``)."""
     signature = "sha256=" + hmac.new(BENCH_SECRET.encode(), body, hashlib.sha256).hexdigest()
     return [
         ("Host", "127.0.0.1:8000"),
@@ -178,7 +201,7 @@ def paired_ratio(xs: Sequence[float], ys: Sequence[float]) -> float:
     return statistics.median(a / b for a, b in zip(xs, ys, strict=True))
 
 
-def rotated(items: Sequence[object], rep: int, step: int = 1) -> list[object]:
+def rotated(items: Sequence[T], rep: int, step: int = 1) -> list[T]:
     """Every repetition starts elsewhere, and every other one runs backwards."""
     k = len(items)
     start = (rep * step) % k

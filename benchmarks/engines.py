@@ -10,7 +10,7 @@ which must be empty: it is emptied between samples and flushed at the end) and, 
 engines, RabbitMQ on 127.0.0.1:5672 (queues ``wg_bench_*``, purged between samples and deleted at
 the end).
 
-Part 1, enqueue (single client, sequential, one 1 KiB signed delivery per call, a new delivery
+Part 1, enqueue (single client, sequential, one 1 KiB signed delivery per call, a distinct
 id each time). Per engine, interleaved (every repetition visits every row in a rotated order,
 reversed on every other one), medians:
 
@@ -58,12 +58,14 @@ import importlib
 import os
 import shutil
 import signal
+import socket
 import sys
 import tempfile
 import threading
 import time
+import urllib.parse
 from collections.abc import Iterator
-from typing import Any, cast
+from typing import Any
 
 from _common import (
     BENCH_EVENT,
@@ -77,7 +79,7 @@ from _common import (
     median,
     paired_ratio,
     rotated,
-    signed_ack_headers,
+    signed_ack_request,
     versions,
     yes_no,
 )
@@ -106,14 +108,9 @@ BROKER_COMMANDS = ("redis-server", "beam.smp", "erl_child_setup", "epmd", "inet_
 ENGINE_PACKAGES = ("celery", "kombu", "amqp", "rq", "dramatiq", "pika", "redis", "hiredis", "arq")
 
 
-
-def headers() -> list[tuple[str, str]]:
-    """A request's headers as an adapter passes them, with a new delivery id."""
-    return signed_ack_headers(BODY)
-
-
 def deliveries(guard: Guard, n: int) -> list[Delivery]:
-    return [guard.admit("POST", headers(), BODY) for _ in range(n)]
+    """``n`` new deliveries: distinct signed bodies (the dedupe key is the body's sha256)."""
+    return [guard.admit("POST", *signed_ack_request()) for _ in range(n)]
 
 
 class NoopStore:
@@ -677,7 +674,7 @@ class Bench:
     def store(self, kind: str) -> Any:
         if kind == "SQLite":
             store = self.sqlite_store()
-            store.reserve(self.ref_guard.admit("POST", headers(), BODY), "bench")  # schema
+            store.reserve(self.ref_guard.admit("POST", *signed_ack_request()), "bench")  # schema
             return store
         return self.redis_store if kind == "Redis" else self.noop_store
 
@@ -801,7 +798,7 @@ def part_enqueue(bench: Bench, engines: list[Engine], reps: int, n: int) -> dict
     t_start = time.perf_counter()
     for rep in range(reps):
         for combo in rotated(combos, rep, step=3):
-            engine, row = cast(tuple[Engine | None, str], combo)
+            engine, row = combo
             key = (engine.name if engine else "", row)
             account = Foreign()
             res[key].append(sample(bench, engine, row, n))
@@ -1025,7 +1022,7 @@ def part_drain(
     t_start = time.perf_counter()
     for rep in range(reps):
         for combo in rotated(combos, rep):
-            engine, kind = cast(tuple[Engine | None, str], combo)
+            engine, kind = combo
             key = (engine.name if engine else "", kind)
             account = Foreign()
             if engine is None:
@@ -1183,6 +1180,16 @@ def server_facts(bench: Bench, engines: list[Engine]) -> list[str]:
     return facts
 
 
+def port_open(url: str) -> bool:
+    """Whether something listens at a URL's host and port (a broker, before we use it)."""
+    parts = urllib.parse.urlsplit(url)
+    try:
+        socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 5672), 2).close()
+    except OSError:
+        return False
+    return True
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--engines", default="", help="comma-separated; default: all importable here")
@@ -1198,7 +1205,14 @@ def main() -> int:
     ap.add_argument("--pin", choices=("auto", "on", "off"), default="auto")
     ap.add_argument("--skip-enqueue", action="store_true")
     ap.add_argument("--skip-drain", action="store_true")
+    ap.add_argument(
+        "--smoke",
+        action="store_true",
+        help="a few seconds: tiny samples; without Redis, a note and exit 0 (make bench-smoke)",
+    )
     args = ap.parse_args()
+    if args.smoke:
+        args.reps, args.n, args.drain_n, args.drain_reps = 1, 10, 20, 1
     args.amqp = args.amqp.rstrip("/")
 
     wanted = [e for e in args.engines.split(",") if e] if args.engines else list(ENGINES)
@@ -1215,6 +1229,17 @@ def main() -> int:
     import redis
 
     probe = redis.Redis.from_url(f"{args.redis}/{args.db}")
+    if args.smoke:  # the smoke needs no broker to pass: without one it says so and stops
+        try:
+            probe.ping()
+        except redis.RedisError as error:
+            print(f"(engines.py --smoke skipped: no Redis at {args.redis}: {error})")
+            return 0
+        if not port_open(args.amqp):
+            names = [e for e in names if CLASSES[e].broker != "amqp"]
+            print(f"(engines.py --smoke: no RabbitMQ at {args.amqp}; the +amqp engines skipped)")
+        if not names:
+            return 0
     if probe.dbsize():
         print(
             f"error: Redis DB {args.db} at {args.redis} is not empty; this benchmark empties it. "

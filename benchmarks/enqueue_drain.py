@@ -2,8 +2,9 @@
 
     .venv-bench/bin/python benchmarks/enqueue_drain.py [--reps 3] [--n 2000] [--backlog 5000]
 
-Part 1, enqueue (no HTTP, no framework): a 1 KiB JSON body signed with the cloudaipilot scheme and
-a new ``X-CloudAIPilot-Delivery`` each time, into a fresh SQLite file per sample, in both
+Part 1, enqueue (no HTTP, no framework): a distinct 1 KiB JSON body each time (a counter inside;
+the cloudaipilot dedupe key is the body's sha256), signed with the cloudaipilot scheme, into a
+fresh SQLite file per sample (each sample checks that every request stored a new delivery), in both
 durabilities ("power" = ``synchronous=FULL``, "process" = ``NORMAL``):
 
 - ``Guard.admit`` alone (verify + build the Delivery, no store): the CPU part of the ack;
@@ -55,7 +56,7 @@ from _common import (
     md_table,
     median,
     rotated,
-    signed_ack_headers,
+    signed_ack_request,
 )
 
 from webhook_guard import Guard, SQLiteQueue
@@ -70,9 +71,13 @@ BODY = ack_body()
 SIG = "sha256=" + hmac.new(SECRET.encode(), BODY, hashlib.sha256).hexdigest()
 
 
-def headers() -> list[tuple[str, str]]:
-    """A request's headers as an adapter passes them, with a new delivery id."""
-    return signed_ack_headers(BODY)
+Request = tuple[list[tuple[str, str]], bytes]
+
+
+def request() -> Request:
+    """A new signed request (headers as an adapter passes them, a distinct body): a new
+    delivery, since the dedupe key is the body's sha256."""
+    return signed_ack_request()
 
 
 def new_guard(path: str, durability: str) -> Guard:
@@ -105,41 +110,49 @@ class CommitCounter:
 # ----------------------------------------------------------------------- part 1: enqueue
 
 
+def assert_all_new(guard: Guard, expected: int) -> None:
+    """Every request of a sample was a new delivery (a duplicate would store no row)."""
+    assert isinstance(guard.queue, SQLiteQueue)
+    stored = sum(guard.queue.counts().values())
+    assert stored == expected, f"{stored} deliveries stored for {expected} requests"
+
+
 def run_admit(path: str, durability: str, n: int) -> tuple[float, float]:
     guard = new_guard(path, durability)
-    all_headers = [headers() for _ in range(n)]
+    reqs = [request() for _ in range(n)]
     t0 = time.perf_counter()
-    for h in all_headers:
-        guard.admit("POST", h, BODY)
+    for h, body in reqs:
+        guard.admit("POST", h, body)
     return (time.perf_counter() - t0) / n, 0.0
 
 
 def run_sequential(path: str, durability: str, n: int) -> tuple[float, float]:
     guard = new_guard(path, durability)
     counter = CommitCounter(guard.queue)
-    guard.receive("POST", "/webhook", headers(), BODY)  # creates the schema
-    all_headers = [headers() for _ in range(n)]
+    guard.receive("POST", "/webhook", *request())  # creates the schema
+    reqs = [request() for _ in range(n)]
     t0 = time.perf_counter()
-    for h in all_headers:
-        outcome = guard.receive("POST", "/webhook", h, BODY)
+    for h, body in reqs:
+        outcome = guard.receive("POST", "/webhook", h, body)
     elapsed = time.perf_counter() - t0
     assert outcome.status == 200 and b'"ok"' in outcome.body, outcome
+    assert_all_new(guard, 1 + n)
     return elapsed / n, counter.rows_per_commit
 
 
 def run_threads(path: str, durability: str, n: int, threads: int = 16) -> tuple[float, float]:
     guard = new_guard(path, durability)
-    guard.receive("POST", "/webhook", headers(), BODY)
+    guard.receive("POST", "/webhook", *request())
     counter = CommitCounter(guard.queue)
     per = n // threads
-    batches = [[headers() for _ in range(per)] for _ in range(threads)]
+    batches = [[request() for _ in range(per)] for _ in range(threads)]
     start = threading.Barrier(threads + 1)
     failures: list[object] = []
 
-    def work(hs: list[list[tuple[str, str]]]) -> None:
+    def work(reqs: list[Request]) -> None:
         start.wait()
-        for h in hs:
-            outcome = guard.receive("POST", "/webhook", h, BODY)
+        for h, body in reqs:
+            outcome = guard.receive("POST", "/webhook", h, body)
             if outcome.status != 200:
                 failures.append(outcome)
 
@@ -152,27 +165,29 @@ def run_threads(path: str, durability: str, n: int, threads: int = 16) -> tuple[
         t.join()
     elapsed = time.perf_counter() - t0
     assert not failures, failures[:3]
+    assert_all_new(guard, 1 + per * threads)
     return elapsed / (per * threads), counter.rows_per_commit
 
 
 def run_async(path: str, durability: str, n: int, conc: int = 16) -> tuple[float, float]:
     guard = new_guard(path, durability)
-    guard.receive("POST", "/webhook", headers(), BODY)
+    guard.receive("POST", "/webhook", *request())
     counter = CommitCounter(guard.queue)
     per = n // conc
 
-    async def client(hs: list[list[tuple[str, str]]]) -> None:
-        for h in hs:
-            outcome = await guard.areceive("POST", "/webhook", h, BODY)
+    async def client(reqs: list[Request]) -> None:
+        for h, body in reqs:
+            outcome = await guard.areceive("POST", "/webhook", h, body)
             assert outcome.status == 200, outcome
 
     async def main() -> float:
-        hs = [[headers() for _ in range(per)] for _ in range(conc)]
+        hs = [[request() for _ in range(per)] for _ in range(conc)]
         t0 = time.perf_counter()
         await asyncio.gather(*(client(h) for h in hs))
         return time.perf_counter() - t0
 
     elapsed = asyncio.run(main())
+    assert_all_new(guard, 1 + per * conc)
     return elapsed / (per * conc), counter.rows_per_commit
 
 
@@ -212,7 +227,7 @@ def part_enqueue(work: str, reps: int, n: int) -> None:
     t_start = time.perf_counter()
     for rep in range(reps):
         for combo in rotated(combos, rep):
-            durability, name = combo  # type: ignore[misc]
+            durability, name = combo
             folder = tempfile.mkdtemp(dir=work)
             try:
                 res[(durability, name)].append(
@@ -264,13 +279,13 @@ def wal_pages_per_delivery(work: str, durability: str, n: int = 500) -> tuple[fl
     folder = tempfile.mkdtemp(dir=work)
     try:
         guard = new_guard(os.path.join(folder, "q.db"), durability)
-        guard.receive("POST", "/webhook", headers(), BODY)
+        guard.receive("POST", "/webhook", *request())
         assert isinstance(guard.queue, SQLiteQueue)
         conn = guard.queue._connection()
         conn.execute("PRAGMA wal_autocheckpoint=0")
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         for _ in range(n):
-            guard.receive("POST", "/webhook", headers(), BODY)
+            guard.receive("POST", "/webhook", *request())
         page = conn.execute("PRAGMA page_size").fetchone()[0]
         frames = (os.path.getsize(os.path.join(folder, "q.db-wal")) - 32) / (page + 24)
         plain = os.path.join(folder, "plain.db")
@@ -293,21 +308,21 @@ def admit_breakdown() -> list[tuple[str, str]]:
     from webhook_guard.core.headers import Headers
 
     guard = new_guard(os.path.join(tempfile.gettempdir(), "wg-unused.db"), "process")
-    raw = headers()
+    raw, body = request()
     parsed = Headers(raw)
-    delivery = guard.admit("POST", raw, BODY)
+    delivery = guard.admit("POST", raw, body)
     keys = guard._keys
     steps: dict[str, Callable[[], object]] = {
         "Headers(8 header pairs)": lambda: Headers(raw),
         "Headers.safe_items() (drops credential headers)": parsed.safe_items,
-        "scheme.verify (parsed headers)": lambda: guard.scheme.verify(parsed, BODY, keys, 0.0),
+        "scheme.verify (parsed headers)": lambda: guard.scheme.verify(parsed, body, keys, 0.0),
         "json.dumps(delivery.headers) (as the store does)": lambda: json.dumps(
             list(delivery.headers)
         ),
         "delivery.body_sha256 (the store computes it)": lambda: delivery.body_sha256,
         "outcome.accepted(id) (the 200 body)": lambda: outcome.accepted(delivery.id),
         "Guard.admit (Headers + verify + safe_items + Delivery, before the store)": lambda: (
-            guard.admit("POST", raw, BODY)
+            guard.admit("POST", raw, body)
         ),
     }
     found = []
@@ -329,15 +344,15 @@ def receive_tail(work: str, durability: str, autocheckpoint: bool, n: int) -> tu
     folder = tempfile.mkdtemp(dir=work)
     try:
         guard = new_guard(os.path.join(folder, "q.db"), durability)
-        guard.receive("POST", "/webhook", headers(), BODY)
+        guard.receive("POST", "/webhook", *request())
         if not autocheckpoint:
             assert isinstance(guard.queue, SQLiteQueue)
             guard.queue._connection().execute("PRAGMA wal_autocheckpoint=0")
         lat = []
         for _ in range(n):
-            h = headers()
+            h, body = request()
             t0 = time.perf_counter_ns()
-            guard.receive("POST", "/webhook", h, BODY)
+            guard.receive("POST", "/webhook", h, body)
             lat.append((time.perf_counter_ns() - t0) / 1e6)
         lat.sort()
         return (
@@ -354,7 +369,7 @@ def receive_tail(work: str, durability: str, autocheckpoint: bool, n: int) -> tu
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def part_costs(work: str) -> None:
+def part_costs(work: str, smoke: bool = False) -> None:
     print("\n### Where the ack's own cost goes (diagnostics)\n")
     print(
         md_table(
@@ -363,7 +378,7 @@ def part_costs(work: str) -> None:
     )
     rows = []
     for durability in DURABILITIES:
-        ours, plain = wal_pages_per_delivery(work, durability)
+        ours, plain = wal_pages_per_delivery(work, durability, 50 if smoke else 500)
         rows.append((durability, f"{ours:.2f}", f"{plain:.2f}", f"{ours / plain:.1f}"))
     print()
     print(
@@ -378,8 +393,9 @@ def part_costs(work: str) -> None:
             right=1,
         )
     )
+    sizes = {"process": 4000, "power": 1500}
     tails = [
-        receive_tail(work, durability, auto, 4000 if durability == "process" else 1500)
+        receive_tail(work, durability, auto, 100 if smoke else sizes[durability])
         for durability in DURABILITIES
         for auto in (True, False)
     ]
@@ -430,7 +446,7 @@ def part_drain(work: str, backlogs: list[int], timeout: float) -> None:
                 guard = new_guard(os.path.join(folder, "q.db"), durability)
                 t0 = time.perf_counter()
                 for _ in range(backlog):
-                    guard.receive("POST", "/webhook", headers(), BODY)
+                    guard.receive("POST", "/webhook", *request())
                 enqueue_s = time.perf_counter() - t0
                 assert isinstance(guard.queue, SQLiteQueue)
                 claim_us = claim_query_us(guard.queue)
@@ -485,7 +501,12 @@ def main() -> int:
     ap.add_argument("--pin", choices=("auto", "on", "off"), default="auto")
     ap.add_argument("--skip-enqueue", action="store_true")
     ap.add_argument("--skip-drain", action="store_true")
+    ap.add_argument(
+        "--smoke", action="store_true", help="a few seconds: tiny samples (make bench-smoke)"
+    )
     args = ap.parse_args()
+    if args.smoke:
+        args.reps, args.n, args.backlog, args.small_backlog = 1, 64, 100, 0
     pin = args.pin == "on" or (args.pin == "auto" and (os.cpu_count() or 1) >= 2)
     if pin:
         os.sched_setaffinity(0, {1})
@@ -499,7 +520,7 @@ def main() -> int:
     try:
         if not args.skip_enqueue:
             part_enqueue(work, args.reps, args.n)
-        part_costs(work)
+        part_costs(work, args.smoke)
         if not args.skip_drain:
             backlogs = sorted({args.small_backlog, args.backlog} - {0})
             part_drain(work, backlogs, args.drain_timeout)

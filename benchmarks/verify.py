@@ -414,7 +414,10 @@ def main() -> int:
     ap.add_argument("--shape", choices=("records", "flat"), default="records")
     ap.add_argument("--sizes", default=",".join(str(s) for s in SIZES))
     ap.add_argument("--no-breakdown", action="store_true")
+    ap.add_argument("--smoke", action="store_true", help="a few seconds: 1 KiB only, tiny samples")
     args = ap.parse_args()
+    if args.smoke:
+        args.reps, args.sample_ms, args.sizes = 2, 1.0, "1024"
     sizes = [int(s) for s in args.sizes.split(",")]
 
     print("## Verification cost per call (`benchmarks/verify.py`)\n")
@@ -546,8 +549,8 @@ def main() -> int:
         res = run_interleaved(breakdown_candidates(args.shape), args.reps, args.sample_ms)
         floor = res["floor (1 KiB)"]
         print("\n### Where a 1 KiB verify spends its time (diagnostics; private helpers)\n")
-        rows = [(n, fmt_ns(median(xs)), f"{paired_ratio(xs, floor):.2f}") for n, xs in res.items()]
-        print(md_table(("step", "median ns/call", "x floor"), rows))
+        steps = [(n, fmt_ns(median(xs)), f"{paired_ratio(xs, floor):.2f}") for n, xs in res.items()]
+        print(md_table(("step", "median ns/call", "x floor"), steps))
     return 0
 
 

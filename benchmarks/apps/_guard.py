@@ -13,6 +13,7 @@ It is never durable: no target is judged on it.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 
 from webhook_guard import Delivery, Enqueued, EnqueueResult, Guard, GuardConfig
@@ -49,6 +50,8 @@ def bench_guard() -> Guard:
     config = GuardConfig.from_env()
     null = os.environ.get("BENCH_NULL_QUEUE", "")
     if null:
+        # The Guard refuses two queues: the null queue replaces the configured one.
+        config = dataclasses.replace(config, queue=None)
         guard = Guard(config=config, queue=NullQueue(executor=null == "executor"))
     else:
         guard = Guard(config=config)

@@ -1,5 +1,6 @@
-"""Single-file Django bench project (WSGI): ``POST /bare`` is a view, ``/webhook`` is answered by
-webhook_guard's middleware, which is the only middleware (no ORM, no database).
+"""Single-file Django bench project (WSGI): ``POST /bare`` and ``POST /naive`` (``_naive.py``) are
+views, ``/webhook`` is answered by webhook_guard's middleware, which is the only middleware (no
+ORM, no database).
 
     gunicorn -w 1 -k sync django_app:application     (run from benchmarks/apps)
 """
@@ -7,6 +8,7 @@ webhook_guard's middleware, which is the only middleware (no ORM, no database).
 from __future__ import annotations
 
 from _guard import OK, bench_guard
+from _naive import naive_receive
 from django.conf import settings
 
 guard = bench_guard()
@@ -33,5 +35,10 @@ def bare(request: HttpRequest) -> HttpResponse:
     return HttpResponse(OK, content_type="application/json")
 
 
-urlpatterns = [path("bare", bare)]
+def naive(request: HttpRequest) -> HttpResponse:
+    status = naive_receive(request.headers.get("X-CloudAIPilot-Signature"), request.body)
+    return HttpResponse(OK, status=status, content_type="application/json")
+
+
+urlpatterns = [path("bare", bare), path("naive", naive)]
 application = get_wsgi_application()
