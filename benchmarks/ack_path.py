@@ -363,6 +363,10 @@ def main() -> int:
         args.only = args.only or "flask-sync,starlette"
 
     if shutil.which("wrk") is None:
+        if args.smoke and os.environ.get("WEBHOOK_GUARD_REQUIRE_SERVICES") != "1":
+            # make test on a machine without wrk: say so, do not fail (.ci/run installs it).
+            print("ack_path.py --smoke skipped: no wrk (apt-get install -y wrk)", file=sys.stderr)
+            return 0
         sys.exit("wrk not found: apt-get install -y wrk")
     bin_dir = os.path.dirname(sys.executable)
     for tool in ("gunicorn", "uvicorn"):
