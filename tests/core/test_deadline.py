@@ -5,6 +5,7 @@ a store held by another writer answers by the request's deadline, not its own bu
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import sqlite3
 import threading
@@ -22,6 +23,28 @@ from webhook_guard.exceptions import QueueUnavailable, RequestTimeout
 from webhook_guard.queues.sqlite import SQLiteQueue
 
 BODY = b"x" * 400
+
+
+@contextlib.contextmanager
+def write_lock_held(path: Path, seconds: float = 2.0) -> Iterator[threading.Event]:
+    """Another connection holds the write lock for ``seconds``, then lets go: a write that
+    waited for it would succeed, so only one refused in time raises. Yields an event set once
+    it let go."""
+    holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    holder.execute("BEGIN IMMEDIATE")
+    released = threading.Event()
+
+    def release() -> None:
+        holder.execute("ROLLBACK")
+        released.set()
+
+    timer = threading.Timer(seconds, release)
+    timer.start()
+    try:
+        yield released
+    finally:
+        timer.join()
+        holder.close()
 
 
 @pytest.fixture
@@ -161,16 +184,11 @@ def test_a_held_store_answers_by_the_request_deadline_not_its_busy_timeout(
     path = tmp_path / "q.db"
     queue = SQLiteQueue(str(path), busy_timeout_ms=30_000)
     queue.enqueue(delivery(0))  # the schema exists
-    holder = sqlite3.connect(path, isolation_level=None)
-    holder.execute("BEGIN IMMEDIATE")
-    try:
+    with write_lock_held(path) as released:
         with deadline_after(0.3), pytest.raises(QueueUnavailable):
             queue.enqueue(delivery(1))
-        still_held = holder.in_transaction
-    finally:
-        holder.execute("ROLLBACK")
-        holder.close()
-    assert still_held  # refused while the lock was held: the 30 s busy timeout did not apply
+        refused_while_held = not released.is_set()
+    assert refused_while_held  # by the request's deadline, not after the 30 s busy timeout
     assert queue.enqueue(delivery(1)).status.value == "new"
     queue.close()
 
@@ -181,19 +199,47 @@ def test_aenqueue_takes_its_deadline_in_the_request_task(tmp_path: Path) -> None
     path = tmp_path / "q.db"
     queue = SQLiteQueue(str(path), busy_timeout_ms=30_000)
     queue.enqueue(delivery(0))
-    holder = sqlite3.connect(path, isolation_level=None)
-    holder.execute("BEGIN IMMEDIATE")
 
     async def send() -> None:
         with deadline_after(0.2):
             await queue.aenqueue(delivery(1))
 
-    try:
+    with write_lock_held(path) as released:
         with pytest.raises(QueueUnavailable):
             asyncio.run(send())
-        still_held = holder.in_transaction
-    finally:
-        holder.execute("ROLLBACK")
-        holder.close()
-    assert still_held
+        refused_while_held = not released.is_set()
+    assert refused_while_held
     queue.close()
+
+
+def test_a_broker_queue_reserves_by_the_request_deadline_from_the_event_loop(
+    tmp_path: Path,
+) -> None:
+    """A broker queue's store wait, run in an executor thread, still ends by the request's
+    deadline. The broker plays no part in this (the store is what waits), so a publish that
+    only records the envelope stands in for one."""
+    from webhook_guard.queues.broker import BrokerQueue
+
+    published: list[dict[str, Any]] = []
+
+    class Recording(BrokerQueue):
+        engine = "recording"
+
+        def publish(self, envelope: dict[str, Any], delay: float = 0.0) -> None:
+            published.append(envelope)
+
+    path = tmp_path / "store.db"
+    store = SQLiteQueue(str(path), busy_timeout_ms=30_000)
+    queue = Recording(store)
+    queue.enqueue(delivery(0))  # the schema exists
+
+    async def send() -> None:
+        with deadline_after(0.3):
+            await queue.aenqueue(delivery(1))
+
+    with write_lock_held(path) as released:
+        with pytest.raises(QueueUnavailable):
+            asyncio.run(send())
+        refused_while_held = not released.is_set()
+    assert refused_while_held and len(published) == 1  # only the first, before the lock
+    store.close()

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextvars
 import json
 import logging
 import os
@@ -158,7 +159,11 @@ class ArqQueue(BrokerQueue):
 
     async def aenqueue(self, delivery: Delivery) -> EnqueueResult:
         loop = asyncio.get_running_loop()
-        result = await loop.run_in_executor(None, self.store.reserve, delivery, self.engine)
+        # In the request's context: the store's wait ends by the request's deadline.
+        context = contextvars.copy_context()
+        result = await loop.run_in_executor(
+            None, context.run, self.store.reserve, delivery, self.engine
+        )
         if result.status is Enqueued.DUPLICATE:
             return result
         try:
