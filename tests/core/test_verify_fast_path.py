@@ -1,0 +1,274 @@
+"""The cheap verification path: keyed HMAC states cached per secret, the prefix, the timestamp.
+
+Each cache or shortcut must give exactly what the plain computation gives: these tests compare
+them with ``hmac.new``, ``str.format`` and the old per-request code, and check that a cached
+state is never changed by a verification (sequentially and from threads).
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import hmac
+import pickle
+import threading
+
+import pytest
+
+from webhook_guard.core.headers import Headers
+from webhook_guard.core.schemes import (
+    PRESETS,
+    HmacScheme,
+    _KeyedMacs,
+    _KeyedSha256,
+    _percent_format,
+    get_scheme,
+)
+from webhook_guard.exceptions import MalformedTimestamp, SignatureMismatch
+from webhook_guard.testing import sign_request
+
+NOW = 1_700_000_000
+SECRET = "fast-path-secret-Qx7v"
+STANDARD_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+
+
+def secret_for(preset: str, n: int = 0) -> str:
+    if preset == "standard":
+        return STANDARD_SECRET if n == 0 else "whsec_c2Vjb25kLXN0YW5kYXJkLWtleQ=="
+    if preset == "stripe":
+        return f"whsec_fast-{n}"
+    return f"{SECRET}-{n}"
+
+
+# -- the keyed HMAC state ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("key_size", [0, 1, 31, 32, 63, 64, 65, 100, 1000])
+@pytest.mark.parametrize("prefix", [b"", b"1700000000.", b"msg_1.1700000000.", b"v0:1:"])
+def test_keyed_state_is_hmac_sha256(key_size: int, prefix: bytes) -> None:
+    """mac(prefix, body) is hmac.new(key, prefix + body, sha256), for keys shorter than, equal
+    to and longer than SHA-256's block (a longer key is hashed first), and any body."""
+    key = bytes((7 * i + 3) % 256 for i in range(key_size))
+    keyed = _KeyedSha256(key)
+    for body in (b"", b"x", b'{"id": "evt_1"}', bytes(range(256)) * 300):
+        expected = hmac.new(key, prefix + body, hashlib.sha256).digest()
+        assert keyed.mac(prefix, body) == expected
+
+
+def test_keyed_state_is_not_changed_by_use() -> None:
+    """Two different bodies in sequence, then the first again: each gets its own digest, so the
+    cached state is only ever copied."""
+    key = b"k" * 40
+    keyed = _KeyedSha256(key)
+    a, b = b'{"n": 1}', b'{"n": 2}' * 50
+    first = keyed.mac(b"", a)
+    assert keyed.mac(b"1.", b) == hmac.new(key, b"1." + b, hashlib.sha256).digest()
+    assert keyed.mac(b"", a) == first == hmac.new(key, a, hashlib.sha256).digest()
+
+
+def test_keyed_state_shows_and_pickles_no_key() -> None:
+    """Neither the state nor a scheme's cache shows key material; the state refuses pickling
+    and the cache pickles (and copies) empty."""
+    secret = "repr-secret-Qx7v"
+    scheme = get_scheme("cloudaipilot")
+    key = scheme.key_for(secret)
+    headers = sign_request(scheme, secret, b"{}")
+    scheme.verify(Headers(headers), b"{}", [key], NOW)
+    assert len(scheme._macs) == 1
+    for text in (
+        repr(scheme._macs),
+        str(scheme._macs),
+        repr(scheme._macs.get(key)),
+        repr(vars(scheme)),
+        repr(scheme),
+    ):
+        assert secret not in text
+        assert key.hex() not in text
+        assert repr(key) not in text
+    with pytest.raises(TypeError):
+        pickle.dumps(scheme._macs.get(key))
+    assert len(pickle.loads(pickle.dumps(scheme._macs))) == 0
+    assert len(copy.deepcopy(scheme._macs)) == 0
+    assert len(copy.copy(scheme._macs)) == 0
+
+
+# -- the cache, per secret -----------------------------------------------------------------
+
+
+def test_cache_holds_one_state_per_secret() -> None:
+    """The same key finds the same state; equal keys in other bytes objects too; another key
+    gets its own."""
+    cache = _KeyedMacs()
+    one = cache.get(b"secret-one")
+    assert cache.get(b"secret-one") is one
+    assert cache.get(bytes(bytearray(b"secret-one"))) is one
+    two = cache.get(b"secret-two")
+    assert two is not one
+    assert len(cache) == 2
+    assert one.mac(b"", b"x") != two.mac(b"", b"x")
+
+
+def test_cache_is_bounded() -> None:
+    """A caller trying many keys (a diagnosis) churns the cache but never grows it past its
+    bound; every key still gives the right MAC."""
+    from webhook_guard.core.schemes import _MAX_PREPARED_KEYS
+
+    cache = _KeyedMacs()
+    for n in range(3 * _MAX_PREPARED_KEYS):
+        key = f"candidate-{n}".encode()
+        assert cache.get(key).mac(b"", b"body") == hmac.digest(key, b"body", "sha256")
+        assert len(cache) <= _MAX_PREPARED_KEYS
+
+
+def test_unhashable_key_still_verifies() -> None:
+    """A bytearray key (bytes-like, unhashable) is keyed per call rather than refused."""
+    scheme = get_scheme("github")
+    key = scheme.key_for(SECRET)
+    headers = sign_request(scheme, SECRET, b"{}")
+    assert scheme.verify(Headers(headers), b"{}", [bytearray(key)], NOW).secret_index == 0
+
+
+@pytest.mark.parametrize("preset", sorted(PRESETS))
+def test_rotation_with_cached_states(preset: str) -> None:
+    """One scheme object verifies under old keys, then both (rotation), then the new alone:
+    each request is matched against the keys passed with it, never a cached earlier set."""
+    scheme = get_scheme(preset)
+    old, new = scheme.key_for(secret_for(preset, 0)), scheme.key_for(secret_for(preset, 1))
+    body = b'{"id": "evt_rot", "type": "rot.ated", "event": "rot.ated"}'
+    by_old = sign_request(scheme, secret_for(preset, 0), body, timestamp=NOW)
+    by_new = sign_request(scheme, secret_for(preset, 1), body, timestamp=NOW)
+    assert scheme.verify(Headers(by_old), body, [old], NOW).secret_index == 0
+    with pytest.raises(SignatureMismatch):
+        scheme.verify(Headers(by_new), body, [old], NOW)
+    assert scheme.verify(Headers(by_old), body, [old, new], NOW).secret_index == 0
+    assert scheme.verify(Headers(by_new), body, [old, new], NOW).secret_index == 1
+    assert scheme.verify(Headers(by_new), body, [new, old], NOW).secret_index == 0
+    assert scheme.verify(Headers(by_new), body, [new], NOW).secret_index == 0
+    with pytest.raises(SignatureMismatch):
+        scheme.verify(Headers(by_old), body, [new], NOW)
+    assert len(scheme._macs) == 2
+
+
+@pytest.mark.parametrize("preset", sorted(PRESETS))
+def test_two_bodies_in_sequence_and_from_threads(preset: str) -> None:
+    """Different bodies verified one after another and interleaved from threads on one scheme
+    object all pass, and a tampered one still fails: no request sees another's bytes."""
+    scheme = get_scheme(preset)
+    keys = [scheme.key_for(secret_for(preset, 1)), scheme.key_for(secret_for(preset, 0))]
+    requests = []
+    for n in range(8):
+        body = b'{"id": "evt_%d", "type": "t.%d", "pad": "%s"}' % (n, n, b"p" * (n * 700))
+        requests.append(
+            (body, sign_request(scheme, secret_for(preset, n % 2), body, timestamp=NOW))
+        )
+    for body, headers in requests + requests[::-1]:
+        scheme.verify(Headers(headers), body, keys, NOW)
+
+    errors: list[BaseException] = []
+    start = threading.Barrier(8)
+
+    def work(offset: int) -> None:
+        try:
+            start.wait()
+            for i in range(200):
+                body, headers = requests[(offset + i) % len(requests)]
+                verified = scheme.verify(Headers(headers), body, keys, NOW)
+                assert verified.secret_index == 1 - (offset + i) % len(requests) % 2
+                if i % 10 == 0:
+                    with pytest.raises(SignatureMismatch):
+                        scheme.verify(Headers(headers), body + b" ", keys, NOW)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+
+
+def test_pickled_scheme_verifies() -> None:
+    """A scheme with keyed states pickles (the states are left behind) and its copy verifies."""
+    scheme = get_scheme("slack")
+    key = scheme.key_for(SECRET)
+    headers = sign_request(scheme, SECRET, b"{}", timestamp=NOW)
+    scheme.verify(Headers(headers), b"{}", [key], NOW)
+    clone = pickle.loads(pickle.dumps(scheme))
+    assert len(clone._macs) == 0
+    assert clone.verify(Headers(headers), b"{}", [key], NOW).secret_index == 0
+
+
+# -- the signed-message prefix -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "template",
+    [
+        "{body}",
+        "{timestamp}.{body}",
+        "{id}.{timestamp}.{body}",
+        "v0:{timestamp}:{body}",
+        "100%:{timestamp}%s%%{body}",
+        "{{literal}}{id}|{timestamp}|{id}{body}",
+    ],
+)
+def test_prefix_format_is_str_format(template: str) -> None:
+    """The %-format built once per scheme gives what str.format gave per request."""
+    prefix = template[: -len("{body}")]
+    fmt, fields = _percent_format(prefix)
+    values = {"timestamp": "1700000000", "id": "msg_%s_{x}"}
+    assert fmt % tuple(values[f] for f in fields) == prefix.format(**values)
+
+
+def test_custom_template_with_percent_and_braces_verifies() -> None:
+    """A custom scheme whose template holds '%' and escaped braces signs and verifies."""
+    scheme = HmacScheme(
+        "custom",
+        signature_header="X-Sig",
+        template="{{%{id}%s{timestamp}}}:{body}",
+        timestamp_header="X-Ts",
+        id_header="X-Id",
+    )
+    headers = sign_request(scheme, SECRET, b"{}", timestamp=NOW, msg_id="m%1")
+    key = scheme.key_for(SECRET)
+    prefix = f"{{%m%1%s{NOW}}}:".encode()
+    assert headers["X-Sig"] == hmac.new(key, prefix + b"{}", hashlib.sha256).hexdigest()
+    assert scheme.verify(Headers(headers), b"{}", [key], NOW).secret_index == 0
+
+
+# -- the timestamp check without a regex ---------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "١٧٠٠٠٠٠٠٠٠",
+        "１７００００００００",
+        "170000000²",
+        "1700000000.5",
+        "+1700000000",
+        "0x1",
+        "1" * 13,
+    ],
+)
+def test_timestamp_must_be_ascii_digits(value: str) -> None:
+    """Digits of other scripts, superscripts, signs, fractions and over 12 digits are not Unix
+    seconds, as the regex [0-9]{1,12} had it."""
+    scheme = get_scheme("slack")
+    headers = sign_request(scheme, SECRET, b"{}", timestamp=NOW)
+    headers["X-Slack-Request-Timestamp"] = value
+    with pytest.raises(MalformedTimestamp, match="X-Slack-Request-Timestamp is not Unix seconds"):
+        scheme.verify(Headers(headers), b"{}", [scheme.key_for(SECRET)], NOW)
+
+
+def test_timestamp_with_spaces_and_twelve_digits() -> None:
+    """Surrounding whitespace is stripped; twelve digits are read (and judged by tolerance)."""
+    scheme = get_scheme("slack")
+    key = scheme.key_for(SECRET)
+    headers = sign_request(scheme, SECRET, b"{}", timestamp=NOW)
+    headers["X-Slack-Request-Timestamp"] = f"  {NOW}\t"
+    assert scheme.verify(Headers(headers), b"{}", [key], NOW).timestamp == NOW
+    headers["X-Slack-Request-Timestamp"] = "9" * 12
+    with pytest.raises(Exception, match="in the future"):
+        scheme.verify(Headers(headers), b"{}", [key], NOW)
