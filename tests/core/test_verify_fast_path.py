@@ -12,6 +12,7 @@ import hashlib
 import hmac
 import pickle
 import threading
+from collections.abc import Iterator
 
 import pytest
 
@@ -24,7 +25,7 @@ from webhook_guard.core.schemes import (
     _percent_format,
     get_scheme,
 )
-from webhook_guard.exceptions import MalformedTimestamp, SignatureMismatch
+from webhook_guard.exceptions import MalformedSignature, MalformedTimestamp, SignatureMismatch
 from webhook_guard.testing import sign_request
 
 NOW = 1_700_000_000
@@ -272,3 +273,142 @@ def test_timestamp_with_spaces_and_twelve_digits() -> None:
     headers["X-Slack-Request-Timestamp"] = "9" * 12
     with pytest.raises(Exception, match="in the future"):
         scheme.verify(Headers(headers), b"{}", [key], NOW)
+
+
+# -- verify's written-out steps give what the step methods give ----------------------------
+
+
+def _outcome(scheme: HmacScheme, headers: object, body: bytes, keys: list[bytes]) -> object:
+    """What verify returns (its public fields) or raises (type, message, hint)."""
+    try:
+        verified = scheme.verify(Headers(headers), body, keys, NOW)  # type: ignore[arg-type]
+    except Exception as exc:
+        return (type(exc), str(exc), getattr(exc, "hint", None))
+    return (
+        verified.timestamp,
+        verified.secret_index,
+        verified.sender_id,
+        verified.delivery_key,
+        verified.event_type,
+    )
+
+
+def _variants(preset: str, scheme: HmacScheme, body: bytes) -> Iterator[object]:
+    """Good and bad header sets for one preset: every way verify can answer."""
+    good = sign_request(scheme, secret_for(preset, 0), body, timestamp=NOW, event="a.b")
+    if preset == "github":
+        good["X-GitHub-Hook-ID"] = "42"
+    names = [
+        h
+        for h in (
+            scheme.signature_header,
+            scheme.timestamp_header,
+            scheme.id_header,
+            scheme.id_scope_header,
+            scheme.event_header,
+        )
+        if h
+    ]
+    yield good
+    yield list(good.items())
+    for name in names:
+        yield {k: v for k, v in good.items() if k != name}
+        yield {**good, name: ""}
+        yield {**good, name: "  "}
+        yield [*good.items(), (name.upper(), good.get(name, "x"))]  # repeated, same value
+        yield [*good.items(), (name.lower(), "different")]  # repeated, different value
+    sig = good[scheme.signature_header]
+    for bad in (
+        "sha256=zz",
+        "v0=" + "ab" * 31,
+        "v0=" + "ab" * 33,
+        sig[:-2],
+        sig + "=",
+        " " + sig + " ",
+        sig.upper(),
+        "v1,AAAA",
+        "t=1,v1=" + "00" * 32,
+        f"t={NOW}",
+        "garbage",
+        sig.replace(sig[-3], "A" if sig[-3] != "A" else "B"),
+    ):
+        yield {**good, scheme.signature_header: bad}
+    for stamp in ("", "abc", "١٧٠٠٠٠٠٠٠٠", str(NOW - 301), str(NOW + 301), str(NOW + 300)):
+        if preset == "stripe":
+            yield {**good, "Stripe-Signature": sig.replace(f"t={NOW}", f"t={stamp}")}
+        elif scheme.timestamp_header:
+            yield {**good, scheme.timestamp_header: stamp}
+            yield {**good, scheme.timestamp_header: f" {stamp}\t"}
+
+
+@pytest.mark.parametrize("preset", sorted(PRESETS))
+def test_written_out_steps_answer_as_the_step_methods(preset: str) -> None:
+    """For good and bad requests alike, verify's written-out steps, its parse by method, and
+    every step by method return the same fields or raise the same error, message and hint."""
+    body = b'{"id": "evt_9", "type": "a.b", "event": "a.b", "event_id": "Ev9"}'
+    fast = get_scheme(preset)
+    by_parse = get_scheme(preset)
+    by_parse._own_parse = True
+    by_steps = get_scheme(preset)
+    by_steps._own_steps = True
+    key_sets = [
+        [fast.key_for(secret_for(preset, 0))],
+        [fast.key_for(secret_for(preset, 1)), fast.key_for(secret_for(preset, 0))],
+        [fast.key_for(secret_for(preset, 1))],
+    ]
+    seen = set()
+    for headers in _variants(preset, fast, body):
+        for keys in key_sets:
+            for payload in (body, body + b" "):
+                expected = _outcome(by_steps, headers, payload, keys)
+                assert _outcome(fast, headers, payload, keys) == expected, headers
+                assert _outcome(by_parse, headers, payload, keys) == expected, headers
+                seen.add(expected[0] if isinstance(expected[0], type) else "ok")
+    assert "ok" in seen and SignatureMismatch in seen and MalformedSignature in seen
+
+
+@pytest.mark.parametrize("preset", ["cloudaipilot", "slack", "stripe"])
+def test_body_timestamp_field_answers_as_the_step_methods(preset: str) -> None:
+    """With body_timestamp_field set, both ways check the body's time after the MAC."""
+    factory = PRESETS[preset]
+    fast = factory(body_timestamp_field="ts")
+    slow = factory(body_timestamp_field="ts")
+    slow._own_steps = True
+    key = fast.key_for(secret_for(preset, 0))
+    for ts in (NOW, NOW - 1000, "x", None):
+        body = b"{}" if ts is None else b'{"ts": %s}' % str(ts).encode()
+        if ts == "x":
+            body = b'{"ts": "x"}'
+        headers = sign_request(fast, secret_for(preset, 0), body, timestamp=NOW)
+        assert _outcome(fast, headers, body, [key]) == _outcome(slow, headers, body, [key])
+
+
+def test_subclass_overriding_a_step_has_it_called() -> None:
+    """A subclass's own step method is used, not verify's written-out copy of the base one."""
+    calls: list[str] = []
+
+    class Counting(HmacScheme):
+        def _header_id(self, headers: Headers) -> str | None:
+            calls.append("id")
+            return super()._header_id(headers)
+
+        def _matching_key(self, *args: object) -> int | None:
+            calls.append("mac")
+            return super()._matching_key(*args)  # type: ignore[arg-type]
+
+    scheme = Counting("c", signature_header="X-Sig", id_header="X-Id")
+    assert scheme._own_parse and scheme._own_steps
+    assert not get_scheme("github")._own_parse and not get_scheme("github")._own_steps
+    assert get_scheme("stripe")._own_parse and not get_scheme("stripe")._own_steps
+    headers = sign_request(scheme, SECRET, b"{}", msg_id="m1")
+    assert scheme.verify(Headers(headers), b"{}", [scheme.key_for(SECRET)], NOW).sender_id == "m1"
+    assert calls == ["id", "mac"]
+
+
+def test_header_name_changed_after_construction_is_read() -> None:
+    """verify reads headers by the scheme's current header names (kept lower-cased as set)."""
+    scheme = get_scheme("github")
+    headers = sign_request(scheme, SECRET, b"{}")
+    headers["X-Other-Sig"] = headers.pop("X-Hub-Signature-256")
+    scheme.signature_header = "X-Other-Sig"
+    assert scheme.verify(Headers(headers), b"{}", [scheme.key_for(SECRET)], NOW).secret_index == 0

@@ -55,6 +55,13 @@ _TIMESTAMP_MAX_DIGITS = 12
 # Secrets whose prepared HMAC a scheme keeps (a Guard has one to a few; a diagnosis that tries
 # many candidate keys only churns this, never grows it).
 _MAX_PREPARED_KEYS = 32
+# Steps verify() writes out when a subclass keeps HmacScheme's (see HmacScheme.verify).
+_PARSE_STEPS = ("_parse", "_decode_signature", "_header_timestamp", "_header_id")
+_CHECK_STEPS = ("verify", "_check_timestamp", "_message_prefix", "_matching_key", "_verified")
+# Header-name attributes whose lower-cased form a scheme keeps, as "_lower_<attribute>".
+_HEADER_ATTRIBUTES = frozenset(
+    ("signature_header", "timestamp_header", "id_header", "id_scope_header", "event_header")
+)
 # Bodies larger than this are not parsed just to find an event type or id.
 _MAX_JSON_SNIFF = 1 << 20
 # {"name": "value" at the very start of a body, the value free of escapes.
@@ -287,6 +294,13 @@ class HmacScheme:
             window has passed. Off by default.
     """
 
+    # Set with the attribute they lower-case (__setattr__).
+    _lower_signature_header: str
+    _lower_timestamp_header: str | None
+    _lower_id_header: str | None
+    _lower_id_scope_header: str | None
+    _lower_event_header: str | None
+
     def __init__(
         self,
         name: str = "custom",
@@ -357,10 +371,23 @@ class HmacScheme:
         # of str.format's parsing of the template (same text: _formats_cleanly above admits
         # plain fields only).
         self._prefix_format, self._prefix_fields = _percent_format(self._prefix_template)
+        self._prefix_bytes_format = self._prefix_format.encode("utf-8", "surrogatepass")
         self._macs = _KeyedMacs()
+        # verify() writes its steps out in one function; a subclass that overrides a step (its
+        # own header parsing, say) has that step's method called instead.
+        cls = type(self)
+        self._own_parse = any(getattr(cls, n) is not getattr(HmacScheme, n) for n in _PARSE_STEPS)
+        self._own_steps = any(getattr(cls, n) is not getattr(HmacScheme, n) for n in _CHECK_STEPS)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name}>"
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        object.__setattr__(self, name, value)
+        if name in _HEADER_ATTRIBUTES:
+            # verify() reads the request's headers by these, lower-cased once, not per request.
+            lower = value.lower() if isinstance(value, str) else None
+            object.__setattr__(self, "_lower_" + name, lower)
 
     # -- what it signs -----------------------------------------------------------------------
 
@@ -471,10 +498,119 @@ class HmacScheme:
 
     def verify(self, headers: Headers, body: bytes, keys: Sequence[bytes], now: float) -> Verified:
         """Check the request's signature over the raw ``body``; raise a ``Rejected`` if it fails."""
+        if self._own_steps:
+            return self._verify_by_steps(headers, body, keys, now)
+        # The steps of _verify_by_steps written out: _parse (unless a subclass has its own),
+        # _check_timestamp, _message_prefix, _matching_key. At 1 KiB each Python call costs
+        # as much as some 100 bytes of SHA-256; tests/core/test_verify_fast_path.py holds the
+        # two ways to the same results and the same rejections.
+        # A Headers with no repeated name is read straight from its dict, by the lower-cased
+        # names kept on the scheme (Headers.get would lower-case them per lookup).
+        items = headers._items if type(headers) is Headers and headers._more is None else None
+        if self._own_parse:
+            signed = self._parse(headers)
+        else:
+            name = self.signature_header
+            if items is not None:
+                raw = items.get(self._lower_signature_header)
+            else:
+                raw = headers.get(name)
+            if raw is not None:
+                raw = raw.strip()
+            if not raw:
+                raise MissingSignature(f"no {name} header")
+            prefix = self.prefix
+            if prefix:
+                if not raw.startswith(prefix):
+                    raise MalformedSignature(f"{name} must start with {prefix!r}")
+                raw = raw[len(prefix) :]
+            try:
+                if self.encoding == "hex":
+                    signature = bytes.fromhex(raw)
+                else:
+                    signature = base64.b64decode(raw, validate=True)
+            except (ValueError, binascii.Error):
+                raise MalformedSignature(f"{name} is not {self.encoding}") from None
+            if len(signature) != _DIGEST_SIZE:
+                raise MalformedSignature(
+                    f"{name} holds {len(signature)} bytes, not a SHA-256 digest"
+                )
+            stamp = msg_id = None
+            if self.timestamp_header:
+                lower = self._lower_timestamp_header
+                if items is not None and lower is not None:
+                    stamp = items.get(lower)
+                else:
+                    stamp = headers.get(self.timestamp_header)
+            if self.id_header:
+                lower = self._lower_id_header
+                if items is not None and lower is not None:
+                    msg_id = items.get(lower)
+                else:
+                    msg_id = headers.get(self.id_header)
+            signed = _Signed([signature], stamp, msg_id)
+        timestamp: int | None = None
+        stamp = signed.timestamp.strip() if signed.timestamp else ""
+        if self._signs_timestamp:
+            # _check_timestamp's checks, for a good timestamp; it raises for any other.
+            if stamp.isascii() and stamp.isdigit() and len(stamp) <= _TIMESTAMP_MAX_DIGITS:
+                timestamp = int(stamp)
+                if not abs(now - timestamp) <= self.tolerance:
+                    timestamp = self._check_timestamp(signed.timestamp, now)
+            else:
+                timestamp = self._check_timestamp(signed.timestamp, now)
+        if not self._prefix_template:
+            mac_prefix = b""
+        elif self._prefix_fields == ("timestamp",):  # Stripe's, Slack's
+            # The timestamp is ASCII digits here: its UTF-8 is its ASCII.
+            mac_prefix = self._prefix_bytes_format % stamp.encode("ascii")
+        else:
+            mac_prefix = self._message_prefix(signed)
+        matched: int | None = None
+        cached = self._macs._by_key
+        for index, key in enumerate(keys):
+            try:
+                keyed = cached[key]
+            except (KeyError, TypeError):
+                keyed = self._macs.get(key)
+            inner = keyed._inner.copy()  # the cached states are only ever copied
+            if mac_prefix:
+                inner.update(mac_prefix)
+            inner.update(body)
+            outer = keyed._outer.copy()
+            outer.update(inner.digest())
+            expected = outer.digest()
+            for candidate in signed.signatures:
+                # No early exit: the time taken must not tell which secret or signature matched.
+                if hmac.compare_digest(expected, candidate) and matched is None:
+                    matched = index
+        if matched is None or self.body_timestamp_field or items is None:
+            return self._verified(headers, body, keys, now, signed, timestamp, matched)
+        # _verified's lookups, from the dict (no name is repeated: none can be refused).
+        return Verified(self, headers, body, signed, timestamp, matched)
+
+    def _verify_by_steps(
+        self, headers: Headers, body: bytes, keys: Sequence[bytes], now: float
+    ) -> Verified:
+        """``verify`` one step per method: the way for a subclass that overrides a step."""
         signed = self._parse(headers)
         timestamp = self._check_timestamp(signed.timestamp, now) if self._signs_timestamp else None
-        mac_prefix = self._message_prefix(signed) if self._prefix_template else b""
+        mac_prefix = self._message_prefix(signed)
         matched = self._matching_key(keys, mac_prefix, body, signed.signatures)
+        return self._verified(headers, body, keys, now, signed, timestamp, matched)
+
+    def _verified(
+        self,
+        headers: Headers,
+        body: bytes,
+        keys: Sequence[bytes],
+        now: float,
+        signed: _Signed,
+        timestamp: int | None,
+        matched: int | None,
+    ) -> Verified:
+        """What follows the MAC: refuse a mismatch, check the body's timestamp if configured,
+        look up the headers that must not be repeated; the ``Verified``."""
         if matched is None:
             raise SignatureMismatch(
                 f"{self.signature_header} matches the raw body under none of the "
