@@ -7,19 +7,23 @@ state is never changed by a verification (sequentially and from threads).
 
 from __future__ import annotations
 
+import base64
 import copy
 import hashlib
 import hmac
 import pickle
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from webhook_guard.core.headers import Headers
 from webhook_guard.core.schemes import (
     PRESETS,
     HmacScheme,
+    _b64decode,
     _KeyedMacs,
     _KeyedSha256,
     _percent_format,
@@ -412,3 +416,34 @@ def test_header_name_changed_after_construction_is_read() -> None:
     headers["X-Other-Sig"] = headers.pop("X-Hub-Signature-256")
     scheme.signature_header = "X-Other-Sig"
     assert scheme.verify(Headers(headers), b"{}", [scheme.key_for(SECRET)], NOW).secret_index == 0
+
+
+# -- base64 signatures without the regex ---------------------------------------------------
+
+
+def _decoded(decode: Callable[[str], bytes], text: str) -> object:
+    try:
+        return decode(text)
+    except ValueError as exc:  # binascii.Error included
+        return (type(exc), str(exc))
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.text(alphabet="AQgw+/=a9 \n\t-_é.", max_size=48))
+def test_b64decode_is_validating_b64decode(text: str) -> None:
+    """_b64decode returns what base64.b64decode(validate=True) returns, or raises as it does."""
+    assert _decoded(_b64decode, text) == _decoded(
+        lambda t: base64.b64decode(t, validate=True), text
+    )
+
+
+@pytest.mark.parametrize("size", [0, 1, 2, 3, 31, 32, 33])
+def test_b64decode_round_trips(size: int) -> None:
+    """Every canonical encoding decodes, with and without its padding refused alike."""
+    data = bytes(range(size))
+    text = base64.b64encode(data).decode()
+    assert _b64decode(text) == data
+    if text.endswith("="):
+        assert _decoded(_b64decode, text.rstrip("=")) == _decoded(
+            lambda t: base64.b64decode(t, validate=True), text.rstrip("=")
+        )
