@@ -649,12 +649,14 @@ class HmacScheme:
         return headers.get(self.id_header) if self.id_header else None
 
     def _decode_signature(self, value: str, prefix: str | None = None) -> bytes:
-        prefix = self.prefix if prefix is None else prefix
-        if prefix and not value.startswith(prefix):
-            raise MalformedSignature(f"{self.signature_header} must start with {prefix!r}")
-        encoded = value[len(prefix) :]
+        if prefix is None:
+            prefix = self.prefix
+        if prefix:
+            if not value.startswith(prefix):
+                raise MalformedSignature(f"{self.signature_header} must start with {prefix!r}")
+            value = value[len(prefix) :]
         try:
-            digest = bytes.fromhex(encoded) if self.encoding == "hex" else _b64decode(encoded)
+            digest = bytes.fromhex(value) if self.encoding == "hex" else _b64decode(value)
         except (ValueError, binascii.Error):
             raise MalformedSignature(f"{self.signature_header} is not {self.encoding}") from None
         if len(digest) != _DIGEST_SIZE:
