@@ -50,6 +50,7 @@ from webhook_guard.exceptions import (
 
 DEFAULT_TOLERANCE_SECONDS = 300.0
 _DIGEST_SIZE = hashlib.sha256().digest_size
+_compare_digest = hmac.compare_digest
 _TEMPLATE_FIELD = re.compile(r"\{(\w*)\}")
 # Unix seconds have 10 digits until 2286; more than 12 is never a real timestamp.
 _TIMESTAMP_MAX_DIGITS = 12
@@ -59,6 +60,10 @@ _MAX_PREPARED_KEYS = 32
 # Steps verify() writes out when a subclass keeps HmacScheme's (see HmacScheme.verify).
 _PARSE_STEPS = ("_parse", "_decode_signature", "_header_timestamp", "_header_id")
 _CHECK_STEPS = ("verify", "_check_timestamp", "_message_prefix", "_matching_key", "_verified")
+# The signed prefix's fields, as verify() builds them: {timestamp} (Stripe, Slack),
+# {id} then {timestamp} (Standard Webhooks), or anything else (_message_prefix).
+_TIMESTAMP_PREFIX, _ID_TIMESTAMP_PREFIX, _OTHER_PREFIX = 1, 2, 0
+_PREFIX_SHAPES = {("timestamp",): _TIMESTAMP_PREFIX, ("id", "timestamp"): _ID_TIMESTAMP_PREFIX}
 # Header-name attributes whose lower-cased form a scheme keeps, as "_lower_<attribute>".
 _HEADER_ATTRIBUTES = frozenset(
     ("signature_header", "timestamp_header", "id_header", "id_scope_header", "event_header")
@@ -373,6 +378,7 @@ class HmacScheme:
         # plain fields only).
         self._prefix_format, self._prefix_fields = _percent_format(self._prefix_template)
         self._prefix_bytes_format = self._prefix_format.encode("utf-8", "surrogatepass")
+        self._prefix_shape = _PREFIX_SHAPES.get(self._prefix_fields, _OTHER_PREFIX)
         self._macs = _KeyedMacs()
         # verify() writes its steps out in one function; a subclass that overrides a step (its
         # own header parsing, say) has that step's method called instead.
@@ -548,8 +554,9 @@ class HmacScheme:
                     msg_id = headers.get(self.id_header)
             signed = _Signed([signature], stamp, msg_id)
         timestamp: int | None = None
-        stamp = signed.timestamp.strip() if signed.timestamp else ""
+        mac_prefix = b""
         if self._signs_timestamp:
+            stamp = signed.timestamp.strip() if signed.timestamp else ""
             # _check_timestamp's checks, for a good timestamp; it raises for any other.
             if stamp.isascii() and stamp.isdigit() and len(stamp) <= _TIMESTAMP_MAX_DIGITS:
                 timestamp = int(stamp)
@@ -557,16 +564,16 @@ class HmacScheme:
                     timestamp = self._check_timestamp(signed.timestamp, now)
             else:
                 timestamp = self._check_timestamp(signed.timestamp, now)
-        if not self._prefix_template:
-            mac_prefix = b""
-        elif self._prefix_fields == ("timestamp",):  # Stripe's, Slack's
-            # The timestamp is ASCII digits here: its UTF-8 is its ASCII.
-            mac_prefix = self._prefix_bytes_format % stamp.encode("ascii")
-        elif self._prefix_fields == ("id", "timestamp"):  # Standard Webhooks'
-            # UTF-8 encodes code point by code point: encoding the parts is encoding the whole.
-            id_bytes = (signed.msg_id or "").encode("utf-8", "surrogatepass")
-            mac_prefix = self._prefix_bytes_format % (id_bytes, stamp.encode("ascii"))
-        else:
+            # The timestamp is ASCII digits here: its UTF-8 is its ASCII. UTF-8 encodes code
+            # point by code point: encoding the parts is encoding the whole.
+            if self._prefix_shape == _TIMESTAMP_PREFIX:  # Stripe's, Slack's
+                mac_prefix = self._prefix_bytes_format % stamp.encode("ascii")
+            elif self._prefix_shape == _ID_TIMESTAMP_PREFIX:  # Standard Webhooks'
+                id_bytes = (signed.msg_id or "").encode("utf-8", "surrogatepass")
+                mac_prefix = self._prefix_bytes_format % (id_bytes, stamp.encode("ascii"))
+            else:
+                mac_prefix = self._message_prefix(signed)
+        elif self._prefix_template:
             mac_prefix = self._message_prefix(signed)
         matched: int | None = None
         cached = self._macs._by_key
@@ -584,7 +591,7 @@ class HmacScheme:
             expected = outer.digest()
             for candidate in signed.signatures:
                 # No early exit: the time taken must not tell which secret or signature matched.
-                if hmac.compare_digest(expected, candidate) and matched is None:
+                if _compare_digest(expected, candidate) and matched is None:
                     matched = index
         if matched is None or self.body_timestamp_field or items is None:
             return self._verified(headers, body, keys, now, signed, timestamp, matched)
