@@ -56,41 +56,70 @@ def is_credential_header(name: str, extra: tuple[str, ...] = ()) -> bool:
 
 
 class Headers:
-    """Read-only, case-insensitive multi-map of header name -> values, in arrival order."""
+    """Read-only, case-insensitive multi-map of header name -> values, in arrival order.
 
-    __slots__ = ("_items",)
+    Stored as two dicts keyed by the lower-cased name: ``_items``, each header's first value,
+    and ``_more``, every value of the headers sent more than once (None when none was). Built
+    once per request, so the common case (a plain dict, no name repeated) is one comprehension.
+    """
+
+    __slots__ = ("_items", "_more")
 
     def __init__(self, raw: HeadersLike = ()) -> None:
+        self._more: dict[str, list[str]] | None
         if isinstance(raw, Headers):
-            self._items: dict[str, list[str]] = {k: list(v) for k, v in raw._items.items()}
+            self._items: dict[str, str] = dict(raw._items)
+            self._more = None if raw._more is None else {k: list(v) for k, v in raw._more.items()}
             return
+        if type(raw) is dict:
+            # Distinct keys; only names differing in case can collide, which the lengths show.
+            lowered = {name.lower(): value for name, value in raw.items()}
+            if len(lowered) == len(raw):
+                self._items, self._more = lowered, None
+                return
         pairs = raw.items() if isinstance(raw, Mapping) else raw
-        self._items = {}
+        items: dict[str, str] = {}
+        more: dict[str, list[str]] = {}
         for name, value in pairs:
-            self._items.setdefault(name.lower(), []).append(value)
+            lower = name.lower()
+            if lower not in items:
+                items[lower] = value
+            elif lower in more:
+                more[lower].append(value)
+            else:
+                more[lower] = [items[lower], value]
+        self._items, self._more = items, (more or None)
 
     def get(self, name: str) -> str | None:
         """The header's value, or None. Several different values for one header are refused:
         guessing which copy a proxy appended would let an attacker choose."""
-        values = self._items.get(name.lower())
-        if not values:
-            return None
-        if len(values) > 1 and any(v != values[0] for v in values[1:]):
-            raise MalformedSignature(
-                f"header {name!r} was sent {len(values)} times with different values"
-            )
-        return values[0]
+        lower = name.lower()
+        value = self._items.get(lower)
+        if self._more is not None:
+            values = self._more.get(lower)
+            if values is not None and any(v != values[0] for v in values[1:]):
+                raise MalformedSignature(
+                    f"header {name!r} was sent {len(values)} times with different values"
+                )
+        return value
 
     def get_all(self, name: str) -> list[str]:
         """Every value the header was sent with, in arrival order."""
-        return list(self._items.get(name.lower(), ()))
+        lower = name.lower()
+        if self._more is not None and lower in self._more:
+            return list(self._more[lower])
+        return [self._items[lower]] if lower in self._items else []
 
     def __contains__(self, name: object) -> bool:
         return isinstance(name, str) and name.lower() in self._items
 
     def __iter__(self) -> Iterator[tuple[str, str]]:
-        for name, values in self._items.items():
-            for value in values:
+        more = self._more
+        for name, value in self._items.items():
+            if more is not None and name in more:
+                for each in more[name]:
+                    yield name, each
+            else:
                 yield name, value
 
     def safe_items(
