@@ -1,5 +1,6 @@
-"""Real services for engine tests (Redis, RabbitMQ on 127.0.0.1): skip when one is missing,
-unless ``WEBHOOK_GUARD_REQUIRE_SERVICES=1`` (set by ``.ci/run``), which makes it a failure."""
+"""Real services for engine tests (Redis, RabbitMQ, PostgreSQL on 127.0.0.1): skip when one is
+missing, unless ``WEBHOOK_GUARD_REQUIRE_SERVICES=1`` (set by ``.ci/run``), which makes it a
+failure."""
 
 from __future__ import annotations
 
@@ -57,6 +58,56 @@ def require_redis(port: int = 6379) -> None:
 
 def require_rabbitmq(port: int = 5672) -> None:
     require_service("rabbitmq-server", port)
+
+
+POSTGRES_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/test"
+HOW_POSTGRES = (
+    "start PostgreSQL on 127.0.0.1:5432 with a user postgres (trust auth) and a database test "
+    "(e.g. docker run -p 5432:5432 -e POSTGRES_HOST_AUTH_METHOD=trust -e POSTGRES_DB=test "
+    "postgres); .ci/run does"
+)
+
+
+def require_postgres() -> None:
+    """PostgreSQL must accept ``POSTGRES_ADMIN_URL`` (an open port alone is not enough), and
+    psycopg 3 must be installed."""
+    try:
+        import psycopg
+    except ImportError:
+        reason = "psycopg 3 is not installed: pip install 'webhook-guard[postgres]'"
+        if services_required():
+            pytest.fail(reason, pytrace=False)
+        pytest.skip(reason)
+    try:
+        with psycopg.connect(POSTGRES_ADMIN_URL, connect_timeout=2) as conn:
+            conn.execute("SELECT 1")
+    except psycopg.Error as error:
+        reason = f"PostgreSQL is not usable at {POSTGRES_ADMIN_URL} ({error}): {HOW_POSTGRES}"
+        if services_required():
+            pytest.fail(f"{reason} ({REQUIRE_ENV}=1)", pytrace=False)
+        pytest.skip(reason)
+
+
+@contextmanager
+def postgres_schema(prefix: str = "t") -> Iterator[str]:
+    """A fresh, empty schema name in the test database (``require_postgres`` first); dropped
+    with everything in it when the block ends."""
+    import uuid
+
+    import psycopg
+
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    try:
+        yield name
+    finally:
+        with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
+
+
+def postgres_url(schema: str, **options: str) -> str:
+    """The test database's URL with ``?schema=`` (and any other query options)."""
+    query = "&".join(f"{k}={v}" for k, v in {"schema": schema, **options}.items())
+    return f"{POSTGRES_ADMIN_URL}?{query}"
 
 
 @contextmanager
