@@ -128,8 +128,7 @@ def open_store(url: str | None = None) -> DeliveryStore:
         store: DeliveryStore = importlib.import_module(REDIS_STORE_MODULE).RedisStore.from_url(url)
         return store
     usage = (
-        f"store={url!r}: use redis://host:6379/1, postgresql://user@host:5432/db or a SQLite "
-        "path"
+        f"store={url!r}: use redis://host:6379/1, postgresql://user@host:5432/db or a SQLite path"
     )
     if url and "://" in url and not url.startswith("sqlite://") and not is_postgres_url(url):
         raise ConfigurationError(usage)
