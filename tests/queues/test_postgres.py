@@ -303,3 +303,45 @@ def test_a_guard_on_postgres_processes_with_the_embedded_consumer(schema: str) -
         guard.stop_worker()
         guard.close()
         guard.queue.dispose()  # type: ignore[attr-defined]
+
+
+def test_the_cli_reads_replays_and_purges_a_postgres_store(
+    make_queue: MakeQueue, schema: str
+) -> None:
+    """`history`, `show`, `replay` and `purge` take --store postgresql://... (as subprocesses)."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.servers import ROOT
+
+    queue = make_queue()
+    done, dead = _delivery("done"), _delivery("dead")
+    for delivery, result in ((done, AttemptResult("processed")), (dead, AttemptResult("dead"))):
+        queue.enqueue(delivery)
+        claim = queue.claim(30.0, ["ep"])
+        assert claim is not None and queue.finish(claim, result)
+    queue.record_rejection(
+        Rejection(time.time(), "ep", "POST", "/x", None, "signature_mismatch", "h", 2, None)
+    )
+    url = postgres_url(schema)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    options: dict[str, Any] = {"capture_output": True, "text": True, "env": env, "timeout": 60}
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "webhook_guard", *args], **options)
+
+    shown = cli("history", "--store", url, "--failed", "--json")
+    assert shown.returncode == 0, shown.stderr
+    assert {json.loads(line)["status"] for line in shown.stdout.splitlines()} == {
+        "dead",
+        "rejected",
+    }
+    show = cli("show", dead.id[:12], "--store", url, "--json")
+    assert show.returncode == 0 and json.loads(show.stdout)["status"] == "dead"
+    replayed = cli("replay", "--dead", "--store", url)
+    assert replayed.returncode == 0, replayed.stderr
+    assert queue.get(dead.id).status == "queued"
+    purged = cli("purge", "--older-than", "0s", "--store", url)
+    assert purged.returncode == 0, purged.stderr
+    assert queue.get(done.id) is None and queue.rejections() == []
