@@ -69,15 +69,10 @@ HOW_POSTGRES = (
 
 
 def require_postgres() -> None:
-    """PostgreSQL must accept ``POSTGRES_ADMIN_URL`` (an open port alone is not enough), and
-    psycopg 3 must be installed."""
-    try:
-        import psycopg
-    except ImportError:
-        reason = "psycopg 3 is not installed: pip install 'webhook-guard[postgres]'"
-        if services_required():
-            pytest.fail(reason, pytrace=False)
-        pytest.skip(reason)
+    """PostgreSQL must accept ``POSTGRES_ADMIN_URL`` (an open port alone is not enough).
+    Without psycopg 3 the test is skipped, services required or not: a missing package is the
+    venv's choice (the arq venv has none), not a missing service."""
+    psycopg = pytest.importorskip("psycopg", reason="pip install 'webhook-guard[postgres]'")
     try:
         with psycopg.connect(POSTGRES_ADMIN_URL, connect_timeout=2) as conn:
             conn.execute("SELECT 1")
