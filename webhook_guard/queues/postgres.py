@@ -216,6 +216,19 @@ class PostgresQueue:
                 "the PostgreSQL URL is not a valid libpq connection string"
             ) from None
         self._password = str(params.get("password") or "")
+        # Defaults for what the URL does not say. Keepalives and tcp_user_timeout end a
+        # connection whose server vanished (a dead host sends no RST), so a request waits for
+        # its 503 no longer than the statement timeout instead of the kernel's minutes.
+        defaults: dict[str, Any] = {
+            "connect_timeout": CONNECT_TIMEOUT_SECONDS,
+            "application_name": "webhook_guard",
+            "keepalives": 1,
+            "keepalives_idle": 5,
+            "keepalives_interval": 2,
+            "keepalives_count": 2,
+            "tcp_user_timeout": int(statement_timeout_ms),
+        }
+        self._connect_options = {k: v for k, v in defaults.items() if k not in params}
         self._conninfo = conninfo
         self.schema = schema
         self.pool_size = size or DEFAULT_POOL_SIZE
@@ -258,12 +271,7 @@ class PostgresQueue:
 
     def _connect(self) -> psycopg.Connection[Any]:
         try:
-            conn = psycopg.connect(
-                self._conninfo,
-                autocommit=True,
-                connect_timeout=CONNECT_TIMEOUT_SECONDS,
-                application_name="webhook_guard",
-            )
+            conn = psycopg.connect(self._conninfo, autocommit=True, **self._connect_options)
         except psycopg.Error as error:
             raise QueueUnavailable(self._message(error)) from None
         try:
@@ -283,7 +291,13 @@ class PostgresQueue:
             if self._schema_version(conn) < SCHEMA_VERSION:
                 with conn.transaction():
                     conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (self.channel,))
-                    conn.execute(f"CREATE SCHEMA IF NOT EXISTS {self._s}")
+                    # Only when missing: an existing schema (made by a DBA for a user without
+                    # CREATE on the database) needs no right on the database.
+                    exists = conn.execute(
+                        "SELECT 1 FROM pg_namespace WHERE nspname = %s", (self.schema,)
+                    ).fetchone()
+                    if not exists:
+                        conn.execute(f"CREATE SCHEMA {self._s}")
                     conn.execute(
                         f"CREATE TABLE IF NOT EXISTS {self._s}.schema_version"
                         " (version INTEGER NOT NULL)"
@@ -624,7 +638,11 @@ class PostgresQueue:
             with self._fork_lock:
                 if self._listener is None or not self._listener.alive:
                     self._listener = _Listener(
-                        self._conninfo, self.channel, self._enqueued, self._message
+                        self._conninfo,
+                        self._connect_options,
+                        self.channel,
+                        self._enqueued,
+                        self._message,
                     )
         return self._enqueued
 
@@ -987,6 +1005,7 @@ class _Listener:
     def __init__(
         self,
         conninfo: str,
+        options: dict[str, Any],
         channel: str,
         event: threading.Event,
         describe: Callable[[BaseException], str],
@@ -994,7 +1013,7 @@ class _Listener:
         self._stop = threading.Event()
         self._thread = threading.Thread(
             target=_listen,
-            args=(conninfo, channel, event, self._stop, describe),
+            args=(conninfo, options, channel, event, self._stop, describe),
             name="webhook-guard-listen",
             daemon=True,
         )
@@ -1013,6 +1032,7 @@ class _Listener:
 
 def _listen(
     conninfo: str,
+    options: dict[str, Any],
     channel: str,
     event: threading.Event,
     stop: threading.Event,
@@ -1021,9 +1041,7 @@ def _listen(
     failures = 0
     while not stop.is_set():
         try:
-            with psycopg.connect(
-                conninfo, autocommit=True, connect_timeout=CONNECT_TIMEOUT_SECONDS
-            ) as conn:
+            with psycopg.connect(conninfo, autocommit=True, **options) as conn:
                 conn.execute(f'LISTEN "{channel}"')
                 failures = 0
                 event.set()
