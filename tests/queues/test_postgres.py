@@ -345,3 +345,27 @@ def test_the_cli_reads_replays_and_purges_a_postgres_store(
     purged = cli("purge", "--older-than", "0s", "--store", url)
     assert purged.returncode == 0, purged.stderr
     assert queue.get(done.id) is None and queue.rejections() == []
+
+
+def test_a_held_lock_is_queue_unavailable_within_the_statement_timeout(
+    make_queue: MakeQueue, schema: str
+) -> None:
+    """Another session holding the dedupe key's row lock: the enqueue gives up with
+    QueueUnavailable after statement_timeout_ms, and the queue works again once it commits."""
+    import psycopg
+
+    from tests.services import POSTGRES_ADMIN_URL
+
+    queue = make_queue(statement_timeout_ms=300)
+    queue.enqueue(_delivery("warm-up"))  # the schema exists
+    with psycopg.connect(POSTGRES_ADMIN_URL) as admin:  # a transaction, left open
+        admin.execute(
+            f'INSERT INTO "{schema}".dedupe (endpoint, key, delivery_id, expires_at)'
+            " VALUES ('ep', 'held', 'someone-else', 1e12)"
+        )
+        started = time.monotonic()
+        with pytest.raises(QueueUnavailable, match="statement timeout"):
+            queue.enqueue(_delivery("held"))
+        assert time.monotonic() - started < 3
+        admin.rollback()
+    assert queue.enqueue(_delivery("held")).status is Enqueued.NEW

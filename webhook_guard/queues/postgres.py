@@ -354,9 +354,12 @@ class PostgresQueue:
                 try:
                     result = work(conn)
                 except psycopg.OperationalError as error:
+                    if not conn.broken:  # a statement timeout: the connection is fine
+                        pool.give_back(conn)
+                        raise QueueUnavailable(self._message(error)) from None
                     pool.discard(conn)
                     pool.discard_idle()
-                    if reused and not retried and conn.broken:
+                    if reused and not retried:
                         retried = True
                         continue
                     raise QueueUnavailable(self._message(error)) from None
