@@ -369,3 +369,42 @@ def test_a_held_lock_is_queue_unavailable_within_the_statement_timeout(
         assert time.monotonic() - started < 3
         admin.rollback()
     assert queue.enqueue(_delivery("held")).status is Enqueued.NEW
+
+
+def test_waiting_for_a_connection_counts_against_the_same_budget(
+    make_queue: MakeQueue, schema: str
+) -> None:
+    """pool_size=1 and the one connection stuck behind a lock: a second call waits for it and
+    gives up within the one statement_timeout budget, not after a wait plus a full timeout;
+    afterwards the statement timeout is back to normal."""
+    import psycopg
+
+    from tests.services import POSTGRES_ADMIN_URL
+
+    queue = make_queue(statement_timeout_ms=600, pool_size=1)
+    queue.enqueue(_delivery("warm-up"))
+    errors: list[BaseException] = []
+
+    def blocked() -> None:
+        try:
+            queue.enqueue(_delivery("held"))
+        except QueueUnavailable as error:
+            errors.append(error)
+
+    with psycopg.connect(POSTGRES_ADMIN_URL) as admin:
+        admin.execute(
+            f'INSERT INTO "{schema}".dedupe (endpoint, key, delivery_id, expires_at)'
+            " VALUES ('ep', 'held', 'someone-else', 1e12)"
+        )
+        holder = threading.Thread(target=blocked)
+        holder.start()
+        time.sleep(0.1)
+        started = time.monotonic()
+        with pytest.raises(QueueUnavailable):
+            queue.enqueue(_delivery("held"))
+        assert time.monotonic() - started < 0.6 + 0.3
+        holder.join()
+        admin.rollback()
+    assert len(errors) == 1
+    timeout = queue._run(lambda conn: conn.execute("SHOW statement_timeout").fetchone()[0])
+    assert timeout == "600ms"

@@ -333,17 +333,21 @@ class PostgresQueue:
         *,
         wait: float | None = None,
     ) -> T:
-        """``work(connection)`` on a pooled connection; every psycopg error becomes
-        ``QueueUnavailable``. A broken connection is dropped, with every idle one (after a
-        server restart they are all dead), and ``work`` runs once more on a fresh connection
-        when the broken one was an old one: a restart costs no request its 200."""
+        """``work(connection)`` on a pooled connection, answered within the statement timeout
+        in all (waiting for a free connection, connecting and the statement itself); every
+        psycopg error becomes ``QueueUnavailable``. A broken connection is dropped, with every
+        idle one (after a server restart they are all dead), and ``work`` runs once more on a
+        fresh connection when the broken one was an old one: a restart costs no request its
+        200. ``wait``: how long to wait for a free connection at most."""
         self._after_fork()
         pool = self._pool
-        budget = self.statement_timeout_ms / 1000 if wait is None else wait
-        if not pool.slots.acquire(timeout=budget):
+        budget = self.statement_timeout_ms / 1000
+        deadline = time.monotonic() + budget
+        wait = budget if wait is None else min(wait, budget)
+        if not pool.slots.acquire(timeout=wait):
             raise QueueUnavailable(
                 f"postgresql store {self.where}: all {self.pool_size} connections of this "
-                f"process stayed busy for {budget:g} s (pool_size)"
+                f"process stayed busy for {wait:g} s (pool_size)"
             )
         try:
             retried = False
@@ -352,7 +356,7 @@ class PostgresQueue:
                 if conn is None:
                     conn = self._connect()
                 try:
-                    result = work(conn)
+                    result = self._within(conn, deadline, work)
                 except psycopg.OperationalError as error:
                     if not conn.broken:  # a statement timeout: the connection is fine
                         pool.give_back(conn)
@@ -373,6 +377,31 @@ class PostgresQueue:
                 return result
         finally:
             pool.slots.release()
+
+    def _within(
+        self,
+        conn: psycopg.Connection[Any],
+        deadline: float,
+        work: Callable[[psycopg.Connection[Any]], T],
+    ) -> T:
+        """Run ``work`` with what is left of the budget as its statement timeout: the usual one,
+        or (after a wait for a connection or a reconnect) a shorter one for this call only."""
+        left = deadline - time.monotonic()
+        if left <= 0.01:
+            raise QueueUnavailable(
+                f"postgresql store {self.where}: no time left within "
+                f"{self.statement_timeout_ms} ms (statement_timeout_ms)"
+            )
+        if left * 1000 >= self.statement_timeout_ms - 50:
+            return work(conn)  # the common case: no wait, no extra round trip
+        conn.execute(f"SET statement_timeout = {max(1, int(left * 1000))}")
+        try:
+            return work(conn)
+        finally:
+            try:
+                conn.execute(f"SET statement_timeout = {int(self.statement_timeout_ms)}")
+            except psycopg.Error:  # not reset: the pool must not hand it out again
+                conn.close()
 
     def close(self) -> None:
         """Nothing to release per thread: a connection goes back to the pool after each call.
