@@ -181,9 +181,9 @@ class PostgresQueue:
             them all busy waits for one up to the statement timeout, then raises
             ``QueueUnavailable``.
         dedupe_seconds: how long a delivery id keeps deduping (at least a sender's retry horizon).
-        statement_timeout_ms: how long one statement (or the wait for a connection) may take
-            before the call gives up with ``QueueUnavailable`` (default 5000, below a sender's
-            10 s timeout).
+        statement_timeout_ms: how long one call may take in all (the wait for a free
+            connection, a reconnect, the statement) before it gives up with
+            ``QueueUnavailable`` (default 5000, below a sender's 10 s timeout).
     """
 
     def __init__(
