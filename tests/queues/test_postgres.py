@@ -408,3 +408,30 @@ def test_waiting_for_a_connection_counts_against_the_same_budget(
     assert len(errors) == 1
     timeout = queue._run(lambda conn: conn.execute("SHOW statement_timeout").fetchone()[0])
     assert timeout == "600ms"
+
+
+def test_a_forked_child_never_closes_its_parents_connections(make_queue: MakeQueue) -> None:
+    """A child (as gunicorn --preload forks) that exits, finalizers run, leaves the parent's
+    session alone; a child that uses the queue opens connections of its own."""
+    import os
+
+    queue = make_queue()
+
+    def backend() -> int:  # asked of the server: a dead session cannot answer
+        return int(queue._run(lambda conn: conn.execute("SELECT pg_backend_pid()").fetchone()[0]))
+
+    parent_backend = backend()
+    pid = os.fork()
+    if pid == 0:  # the child: report through the exit code only
+        code = 0
+        try:
+            queue._finalizer()  # what interpreter exit runs
+            child_backend = backend()
+            code = 3 if child_backend == parent_backend else 0
+            queue._finalizer()
+        except BaseException:
+            code = 2
+        os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert backend() == parent_backend

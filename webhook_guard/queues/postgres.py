@@ -246,7 +246,7 @@ class PostgresQueue:
         self._listener: _Listener | None = None
         self.rejections_dropped = 0  # rejections not recorded because the store was unavailable
         self._last_drop_warning = 0.0
-        self._finalizer = weakref.finalize(self, _shutdown, self._pool)
+        self._finalizer = weakref.finalize(self, _shutdown, self._pool, os.getpid())
 
     def __repr__(self) -> str:
         return f"<PostgresQueue {self.where} schema={self.schema}>"
@@ -264,7 +264,7 @@ class PostgresQueue:
                 if self._pid is not None:
                     self._pool = _Pool(self.pool_size)
                     self._finalizer.detach()
-                    self._finalizer = weakref.finalize(self, _shutdown, self._pool)
+                    self._finalizer = weakref.finalize(self, _shutdown, self._pool, os.getpid())
                     self._enqueued = threading.Event()
                     self._listener = None
                 self._pid = pid
@@ -1087,9 +1087,12 @@ def _listen(
             stop.wait(LISTEN_RETRY_SECONDS)
 
 
-def _shutdown(pool: _Pool) -> None:
-    """When a queue object is collected: close its idle connections (in its own process)."""
-    pool.discard_idle()
+def _shutdown(pool: _Pool, pid: int) -> None:
+    """When a queue object is collected (or at exit): close its idle connections, only in the
+    process that opened them. A forked child closing an inherited connection would end the
+    parent's session (PQfinish sends Terminate on the shared socket)."""
+    if os.getpid() == pid:
+        pool.discard_idle()
 
 
 def _split_url(dsn: str) -> tuple[str, dict[str, str]]:
