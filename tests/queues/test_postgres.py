@@ -6,7 +6,9 @@ on one URL stand for two hosts (each has its own connections and listener)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -73,9 +75,19 @@ def wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> None:
 
 
 def test_it_is_a_consumable_queue_and_a_store(make_queue: MakeQueue) -> None:
-    """PostgresQueue implements Queue, ConsumableQueue and DeliveryStore."""
+    """PostgresQueue implements Queue, ConsumableQueue and DeliveryStore; the async twins
+    work from an event loop (in a thread)."""
     queue = make_queue()
     assert isinstance(queue, ConsumableQueue) and isinstance(queue, DeliveryStore)
+
+    async def from_the_loop() -> Any:
+        await queue.arecord_rejection(
+            Rejection(time.time(), "ep", "POST", "/x", None, "signature_mismatch", "", 0, None)
+        )
+        return await queue.aenqueue(_delivery("async"))
+
+    assert asyncio.run(from_the_loop()).status is Enqueued.NEW
+    assert len(queue.rejections()) == 1
 
 
 def test_dedupe_holds_across_two_hosts(make_queue: MakeQueue) -> None:
@@ -185,13 +197,20 @@ def test_notify_wakes_an_idle_consumer_on_another_host(make_queue: MakeQueue) ->
     assert not event.wait(0.3)
 
 
-def test_an_unreachable_server_is_queue_unavailable_at_once() -> None:
+def test_an_unreachable_server_is_queue_unavailable_at_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     """Every call against a closed port raises QueueUnavailable quickly, naming the store
-    without its password; record_rejection drops (and counts) instead of raising."""
+    without its password; record_rejection drops (and counts) instead of raising; the
+    listener logs its failure, password blanked."""
     from tests.servers import free_port
     from webhook_guard.queues.postgres import PostgresQueue
 
     queue = PostgresQueue(f"postgresql://app:s3cret-pw@127.0.0.1:{free_port()}/db")
+    caplog.set_level(logging.WARNING, logger="webhook_guard")
+    queue.enqueued  # noqa: B018 - starts the listener, which fails to connect
+    wait_for(lambda: any("listening" in r.getMessage() for r in caplog.records), 5.0)
+    queue.dispose()
     assert "s3cret" not in repr(queue)
     started = time.monotonic()
     for call in (
@@ -210,6 +229,7 @@ def test_an_unreachable_server_is_queue_unavailable_at_once() -> None:
     )
     assert queue.rejections_dropped == 1
     assert time.monotonic() - started < 5
+    assert caplog.records and all("s3cret" not in r.getMessage() for r in caplog.records)
 
 
 def test_it_recovers_when_its_connections_are_killed(make_queue: MakeQueue) -> None:
