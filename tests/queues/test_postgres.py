@@ -12,6 +12,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -454,3 +455,46 @@ def test_a_forked_child_never_closes_its_parents_connections(make_queue: MakeQue
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
     assert backend() == parent_backend
+
+
+def test_the_dashboard_serves_a_postgres_store(
+    make_queue: MakeQueue, schema: str, tmp_path: Path
+) -> None:
+    """`webhook-guard dashboard --store postgresql://...` lists the store's deliveries."""
+    import os
+    import urllib.request
+
+    from tests.servers import BIN, free_port, serve
+
+    queue = make_queue()
+    delivery = _delivery("shown")
+    queue.enqueue(delivery)
+    port = free_port()
+    command = [str(BIN / "webhook-guard"), "dashboard", "--store", postgres_url(schema)]
+    with serve([*command, "--port", str(port)], dict(os.environ), port, tmp_path / "log"):
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10) as page:
+            assert page.status == 200 and delivery.id[:12] in page.read().decode()
+
+
+def test_the_django_dashboard_reads_a_postgres_db_setting(
+    make_queue: MakeQueue, schema: str
+) -> None:
+    """WEBHOOK_GUARD_DASHBOARD["DB"] may be a postgresql:// URL: the mounted pages read it."""
+    pytest.importorskip("django")
+    from django.test import Client, override_settings
+
+    from tests.adapters.transports_django import configure
+
+    queue = make_queue()
+    delivery = _delivery("django")
+    queue.enqueue(delivery)
+    configure()
+    with override_settings(
+        ROOT_URLCONF="tests.dashboard.django_urls",
+        WEBHOOK_GUARD_DASHBOARD={
+            "DB": postgres_url(schema),
+            "AUTHORIZE": "tests.dashboard.django_urls.header_staff",
+        },
+    ):
+        page = Client(HTTP_X_TEST_STAFF="yes").get("/admin/webhooks/")
+    assert page.status_code == 200 and delivery.id[:12] in page.content.decode()
