@@ -6,11 +6,15 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -130,3 +134,102 @@ def redis_server(port: int) -> Iterator[subprocess.Popen[bytes]]:
         if process.poll() is None:
             process.kill()
         process.wait()
+
+
+class PostgresServer:
+    """A throwaway PostgreSQL cluster of the test's own (``initdb`` in a temporary directory)
+    that a test may stop and start again, so that the machine's shared server is never
+    stopped. Runs as the ``postgres`` user when the tests run as root (PostgreSQL refuses
+    root)."""
+
+    def __init__(self, bindir: Path, port: int) -> None:
+        self.bindir = bindir
+        self.port = port
+        self.directory = Path(tempfile.mkdtemp(prefix="wg-pg-"))
+        self.data = self.directory / "data"
+        self.process: subprocess.Popen[bytes] | None = None
+        self._as: dict[str, Any] = {}
+        if os.geteuid() == 0:
+            import pwd
+
+            account = pwd.getpwnam("postgres")
+            os.chown(self.directory, account.pw_uid, account.pw_gid)
+            self._as = {"user": account.pw_uid, "group": account.pw_gid, "extra_groups": []}
+
+    @property
+    def url(self) -> str:
+        """The cluster's ``postgres`` database, as the superuser (trust auth)."""
+        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+
+    def initdb(self) -> None:
+        subprocess.run(
+            [str(self.bindir / "initdb"), "-D", str(self.data), "-A", "trust", "-U", "postgres"],
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            **self._as,
+        )
+
+    def start(self) -> None:
+        """Start the server and wait until it answers a query."""
+        import psycopg
+
+        command = [str(self.bindir / "postgres"), "-D", str(self.data), "-p", str(self.port)]
+        command += ["-k", str(self.directory), "-c", "listen_addresses=127.0.0.1"]
+        with open(self.directory / "server.log", "ab") as log:
+            self.process = subprocess.Popen(
+                command, stdout=log, stderr=subprocess.STDOUT, **self._as
+            )
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with psycopg.connect(self.url, connect_timeout=2) as conn:
+                    conn.execute("SELECT 1")
+                return
+            except psycopg.Error:
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"postgres did not start on port {self.port}") from None
+                time.sleep(0.05)
+
+    def stop(self) -> None:
+        """Immediate shutdown (SIGQUIT: no checkpoint, as after a crash); waits for the exit."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGQUIT)
+            try:
+                self.process.wait(20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+
+
+def _postgres_bindir() -> Path | None:
+    """Where ``initdb`` and ``postgres`` are: on PATH, else Debian's newest version."""
+    found = shutil.which("initdb")
+    if found:
+        return Path(found).parent
+    versions = sorted(
+        Path("/usr/lib/postgresql").glob("*/bin/initdb"), key=lambda p: int(p.parts[-3])
+    )
+    return versions[-1].parent if versions else None
+
+
+@contextmanager
+def postgres_server(port: int) -> Iterator[PostgresServer]:
+    """A PostgreSQL cluster of the test's own on ``port``, started; stopped and removed when
+    the block ends."""
+    pytest.importorskip("psycopg", reason="pip install 'webhook-guard[postgres]'")
+    bindir = _postgres_bindir()
+    if bindir is None:
+        reason = "PostgreSQL's initdb is not installed (apt-get install postgresql)"
+        if services_required():
+            pytest.fail(reason, pytrace=False)
+        pytest.skip(reason)
+    server = PostgresServer(bindir, port)
+    try:
+        server.initdb()
+        server.start()
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(server.directory, ignore_errors=True)
