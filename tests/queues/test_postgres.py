@@ -498,3 +498,25 @@ def test_the_django_dashboard_reads_a_postgres_db_setting(
     ):
         page = Client(HTTP_X_TEST_STAFF="yes").get("/admin/webhooks/")
     assert page.status_code == 200 and delivery.id[:12] in page.content.decode()
+
+
+def test_purge_forgets_expired_dedupe_keys_and_old_rejections(
+    make_queue: MakeQueue, schema: str
+) -> None:
+    """purge drops expired dedupe keys (not live ones) and rejections past max_rejections."""
+    import psycopg
+
+    from tests.services import POSTGRES_ADMIN_URL
+
+    short, long = make_queue(dedupe_seconds=0.01), make_queue()
+    short.enqueue(_delivery("expires"))
+    long.enqueue(_delivery("stays"))
+    for _ in range(3):
+        long.record_rejection(
+            Rejection(time.time(), "ep", "POST", "/x", None, "signature_mismatch", "", 0, None)
+        )
+    time.sleep(0.05)
+    assert long.purge(max_rejections=1) == 2
+    with psycopg.connect(POSTGRES_ADMIN_URL) as conn:
+        keys = conn.execute(f'SELECT key FROM "{schema}".dedupe').fetchall()
+    assert keys == [("stays",)] and len(long.rejections()) == 1

@@ -954,21 +954,24 @@ class PostgresQueue:
         cutoff = time.time() - older_than
         s = self._s
         chunk = 1000
+        # SKIP LOCKED: consumers on several hosts purge now and then; none waits for another.
         deliveries = (
             f"WITH gone AS (DELETE FROM {s}.deliveries WHERE id IN (SELECT id FROM"
             f" {s}.deliveries WHERE status IN ('processed', 'ignored') AND updated_at < %s"
-            f" LIMIT {chunk}) RETURNING id), attempts AS (DELETE FROM {s}.attempts"
-            " WHERE delivery_id IN (SELECT id FROM gone)) SELECT count(*) FROM gone"
+            f" LIMIT {chunk} FOR UPDATE SKIP LOCKED) RETURNING id),"
+            f" attempts AS (DELETE FROM {s}.attempts WHERE delivery_id IN (SELECT id FROM gone))"
+            " SELECT count(*) FROM gone"
         )
         rejections = (
             f"WITH gone AS (DELETE FROM {s}.rejections WHERE id IN (SELECT id FROM"
             f" {s}.rejections WHERE received_at < %s OR id <= (SELECT max(id) FROM"
-            f" {s}.rejections) - %s LIMIT {chunk}) RETURNING id) SELECT count(*) FROM gone"
+            f" {s}.rejections) - %s LIMIT {chunk} FOR UPDATE SKIP LOCKED) RETURNING id)"
+            " SELECT count(*) FROM gone"
         )
         keys = (
             f"WITH gone AS (DELETE FROM {s}.dedupe WHERE (endpoint, key) IN (SELECT endpoint,"
-            f" key FROM {s}.dedupe WHERE expires_at < %s LIMIT {chunk}) RETURNING 1)"
-            " SELECT count(*) FROM gone"
+            f" key FROM {s}.dedupe WHERE expires_at < %s LIMIT {chunk} FOR UPDATE SKIP LOCKED)"
+            " RETURNING 1) SELECT count(*) FROM gone"
         )
 
         def count(query: str, params: tuple[Any, ...]) -> int:
