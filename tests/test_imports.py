@@ -18,6 +18,7 @@ FOREIGN = (
     "arq",
     "redis",
     "kombu",
+    "psycopg",
 )
 
 

@@ -2,7 +2,8 @@
 
 Exit codes: 0 success, 1 a problem was found, 2 a usage error. ``--json`` output goes to
 stdout only; notes go to stderr. ``--db`` defaults to ``WEBHOOK_GUARD_DB``, then
-``./webhook_guard.db``.
+``./webhook_guard.db``; ``--store URL`` reads a shared store instead (``redis://...`` or
+``postgresql://...``, opened through ``webhook_guard.core.wiring``).
 """
 
 from __future__ import annotations
@@ -25,12 +26,14 @@ from webhook_guard._version import __version__
 from webhook_guard.core.config import DEFAULT_DB_PATH
 from webhook_guard.core.consumer import PRESENCE_EVERY_SECONDS
 from webhook_guard.core.guard import Guard
+from webhook_guard.core.wiring import is_postgres_url, open_store
 from webhook_guard.exceptions import WebhookGuardError
 from webhook_guard.history import cursor, format_table, history_rows, utc_time
 from webhook_guard.queues.sqlite import STATUSES, SQLiteQueue
 from webhook_guard.textsafe import printable
 
 if TYPE_CHECKING:
+    from webhook_guard.queues.postgres import PostgresQueue
     from webhook_guard.stores.redis import RedisStore
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhdw])$")
@@ -86,15 +89,15 @@ def build_parser() -> argparse.ArgumentParser:
     worker = commands.add_parser(
         "worker",
         help="process queued deliveries of your Guards in this process",
-        description="Consume the embedded SQLite queue of the Guards named by TARGETs, running "
-        "each delivery with the handlers of the Guard whose endpoint recorded it, with retries. "
-        "A TARGET is module:attribute (one Guard, e.g. sample_apps.flask_app:guard) or a module "
-        "(every Guard defined in it). Deliveries of other endpoints are left for the process "
-        "that serves them. With DJANGO_SETTINGS_MODULE set, Django is set up first; Flask "
-        "handlers run inside their app's context. Stops after the delivery in hand on SIGTERM "
-        "or Ctrl-C (a second one stops at once; the lease then gives the delivery back). Exits "
-        "non-zero when it stops for any other reason. Run it from your project root with the "
-        "same environment as the web app.",
+        description="Consume the SQLite or PostgreSQL queue of the Guards named by TARGETs, "
+        "running each delivery with the handlers of the Guard whose endpoint recorded it, with "
+        "retries. A TARGET is module:attribute (one Guard, e.g. sample_apps.flask_app:guard) "
+        "or a module (every Guard defined in it). Deliveries of other endpoints are left for "
+        "the process that serves them. With DJANGO_SETTINGS_MODULE set, Django is set up "
+        "first; Flask handlers run inside their app's context. Stops after the delivery in "
+        "hand on SIGTERM or Ctrl-C (a second one stops at once; the lease then gives the "
+        "delivery back). Exits non-zero when it stops for any other reason. Run it from your "
+        "project root with the same environment as the web app.",
     )
     worker.add_argument(
         "targets", nargs="+", metavar="TARGET", help="module:attribute of a Guard, or a module"
@@ -172,6 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     purge = commands.add_parser("purge", help="forget processed deliveries and old rejections")
     _add_db(purge)
+    _add_store(purge)
     purge.add_argument("--older-than", default="30d", help="age, e.g. 12h, 30d (default 30d)")
     purge.set_defaults(run=_run_purge)
 
@@ -185,6 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
         "(docs/dashboard.md).",
     )
     _add_db(dashboard)
+    _add_store(dashboard)
     dashboard.add_argument("--host", default="127.0.0.1", help="a loopback address (default)")
     dashboard.add_argument("--port", type=int, default=8089, help="default 8089; 0 picks one")
     dashboard.add_argument("--read-only", action="store_true", help="no Replay buttons")
@@ -212,7 +217,8 @@ def _add_store(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--store",
         metavar="URL",
-        help="read a shared Redis store instead of --db, e.g. redis://127.0.0.1:6379/1",
+        help="use a shared store instead of --db: redis://127.0.0.1:6379/1 or "
+        "postgresql://user@host:5432/db",
     )
 
 
@@ -225,10 +231,20 @@ def parse_duration(text: str) -> float:
     return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
 
 
-def _open_existing(path: str, store: str | None = None) -> SQLiteQueue | RedisStore:
+def _open_existing(
+    path: str, store: str | None = None
+) -> SQLiteQueue | RedisStore | PostgresQueue:
+    if store and is_postgres_url(store):
+        try:
+            opened: PostgresQueue = open_store(store)  # type: ignore[assignment]
+        except ImportError as error:
+            raise UsageError(str(error)) from error
+        return opened
     if store:
         if not store.startswith(("redis://", "rediss://", "unix://")):
-            raise UsageError(f"--store {store!r}: give a redis:// URL (or use --db for SQLite)")
+            raise UsageError(
+                f"--store {store!r}: give a redis:// or postgresql:// URL (or use --db for SQLite)"
+            )
         try:
             from webhook_guard.stores.redis import RedisStore
         except ImportError as error:
@@ -513,7 +529,7 @@ def _run_replay(args: argparse.Namespace) -> int:
             raise UsageError(f"{args.app} uses {queue!r}, which cannot replay")
     else:
         queue = _open_existing(args.db, args.store)
-        if not isinstance(queue, SQLiteQueue):
+        if not callable(getattr(queue, "replay", None)):
             raise UsageError(
                 "deliveries in a Redis store travel through a broker: pass --app module:guard "
                 "so that replay can publish them again"
@@ -595,7 +611,7 @@ def _pickup_note(queue: Any) -> str:
 
 
 def _run_purge(args: argparse.Namespace) -> int:
-    queue = _open_existing(args.db)
+    queue = _open_existing(args.db, args.store)
     gone = queue.purge(older_than=parse_duration(args.older_than))
     print(f"purged {gone} row(s)", file=sys.stderr)
     return 0
@@ -607,16 +623,21 @@ def _run_dashboard(args: argparse.Namespace) -> int:
 
     if not args.public and not is_loopback_host(args.host):
         raise UsageError(NOT_LOOPBACK.format(host=args.host))
-    if not os.path.exists(args.db):
-        raise UsageError(f"no database at {args.db}; pass --db or set WEBHOOK_GUARD_DB")
+    source: Any = _open_existing(args.db, args.store)
+    if not args.read_only and not callable(getattr(source, "replay", None)):
+        raise UsageError(
+            "deliveries in a Redis store travel through a broker: the dashboard cannot replay "
+            "them; pass --read-only (or use webhook-guard replay --app module:guard)"
+        )
+    where = repr(source) if args.store else args.db  # a repr never shows a password
     serve(
-        SQLiteQueue(args.db),
+        source,
         host=args.host,
         port=args.port,
         public=args.public,
         allow_replay=not args.read_only,
         ready=lambda url: print(
-            f"webhook-guard dashboard: {args.db} at {url} (Ctrl-C to stop)", file=sys.stderr
+            f"webhook-guard dashboard: {where} at {url} (Ctrl-C to stop)", file=sys.stderr
         ),
     )
     return 0

@@ -29,11 +29,19 @@ from collections.abc import Callable, Iterator
 from hashlib import sha256
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
+from urllib.parse import quote
 
 import pytest
 
 from tests.servers import ROOT, free_port, stop, wait_until
-from tests.services import redis_server, require_postgres, require_rabbitmq, require_redis
+from tests.services import (
+    postgres_schema,
+    postgres_url,
+    redis_server,
+    require_postgres,
+    require_rabbitmq,
+    require_redis,
+)
 from webhook_guard.core.delivery import Delivery
 from webhook_guard.core.guard import Guard, Outcome
 from webhook_guard.core.retry import RetryPolicy
@@ -285,6 +293,8 @@ class Harness:
         self.queue_name = f"wg_test_{uuid.uuid4().hex[:12]}" if self.own_queue else "webhook_guard"
         self.queues: list[BrokerQueue] = []
         self._shared = False
+        self._schemas = contextlib.ExitStack()  # the PostgreSQL store's schema, dropped after
+        self._pg_schema = ""
 
     # Lifecycle: nothing is imported or required until a test starts the harness.
 
@@ -293,6 +303,9 @@ class Harness:
             pytest.importorskip(module, reason=self.missing)
         if self.store == "redis":
             self.use_shared_broker()
+        elif self.store == "postgres":  # ?store=postgresql://...: a fresh schema per test
+            require_postgres()
+            self._pg_schema = self._schemas.enter_context(postgres_schema("engine"))
         else:  # no ?store=: the SQLite store at WEBHOOK_GUARD_DB, as a single host runs it
             self.monkeypatch.setenv("WEBHOOK_GUARD_DB", str(self.tmp_path / "store.db"))
 
@@ -300,6 +313,10 @@ class Harness:
         for queue in self.queues:
             with contextlib.suppress(Exception):
                 queue.close()
+            dispose = getattr(queue.store, "dispose", None)
+            if callable(dispose):
+                dispose()
+        self._schemas.close()
         if self._shared:
             self.clean_broker()
 
@@ -314,7 +331,10 @@ class Harness:
 
     @property
     def store_url(self) -> str:
-        """This test's SQLite file (its path, as ``?store=`` and ``open_store`` take it)."""
+        """This test's SQLite file (its path, as ``?store=`` and ``open_store`` take it), or
+        its PostgreSQL schema's URL (quoted, as a query value must be)."""
+        if self.store == "postgres":
+            return quote(postgres_url(self._pg_schema), safe="")
         return str(self.tmp_path / "store.db")
 
     def broker_url(self, port: int | None = None) -> str:
@@ -328,7 +348,7 @@ class Harness:
             self.use_shared_broker()
         broker = self.broker_url(port)
         options = [f"queue={self.queue_name}"] if self.own_queue else []
-        options += [f"store={self.store_url}"] if self.store == "redis" else []
+        options += [f"store={self.store_url}"] if self.store in ("redis", "postgres") else []
         return self.engine_url(broker) + ("?" + "&".join(options) if options else "")
 
     def engine_url(self, broker: str) -> str:
@@ -337,7 +357,9 @@ class Harness:
     def open(self, port: int | None = None) -> Any:
         queue = open_queue(self.queue_url(port))
         assert isinstance(queue, BrokerQueue) and queue.engine == self.engine
-        expected = "RedisStore" if self.store == "redis" else "SQLiteQueue"
+        expected = {"redis": "RedisStore", "postgres": "PostgresQueue"}.get(
+            self.store, "SQLiteQueue"
+        )
         assert type(queue.store).__name__ == expected
         self.queues.append(queue)
         return queue
@@ -389,7 +411,7 @@ class OnRedis(Harness):
 
     broker_db: ClassVar[int]
     store_db: ClassVar[int]
-    usable_stores = ("sqlite", "redis")
+    usable_stores = ("sqlite", "redis", "postgres")
     restartable = True
 
     @property
@@ -689,7 +711,8 @@ HARNESSES: dict[str, type[Harness]] = {
 def running(
     name: str, store: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[Harness]:
-    """The harness ``name`` with ``store`` ("sqlite" or "redis"), started for one test."""
+    """The harness ``name`` with ``store`` ("sqlite", "redis" or "postgres"), started for one
+    test."""
     harness = HARNESSES[name](tmp_path, store, monkeypatch)
     try:
         harness.start()

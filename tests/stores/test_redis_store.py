@@ -1,8 +1,10 @@
-"""The delivery store contract, run against RedisStore and SQLiteQueue alike: one table of
-behaviours, so the two stores cannot drift; then what only the Redis store has to prove."""
+"""The delivery store contract, run against RedisStore, SQLiteQueue and PostgresQueue alike:
+one table of behaviours, so the stores cannot drift; then what only the Redis store has to
+prove."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -11,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.services import require_redis
+from tests.services import postgres_schema, postgres_url, require_postgres, require_redis
 from webhook_guard.core.delivery import Delivery, new_delivery_id
 from webhook_guard.core.processing import AttemptResult
 from webhook_guard.core.queue import Enqueued, Rejection
@@ -34,14 +36,26 @@ def _flush() -> None:
     redis.Redis.from_url(STORE_URL).flushdb()
 
 
-@pytest.fixture(params=["sqlite", pytest.param("redis", marks=pytest.mark.services)])
+@pytest.fixture(
+    params=[
+        "sqlite",
+        pytest.param("redis", marks=pytest.mark.services),
+        pytest.param("postgres", marks=pytest.mark.services),
+    ]
+)
 def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[MakeStore]:
     """Builds the store under test: ``make_store(dedupe_seconds=...)``."""
     built: list[Any] = []
+    schemas = contextlib.ExitStack()  # a fresh PostgreSQL schema per store, dropped after
 
     def make(**options: Any) -> Any:
         if request.param == "sqlite":
             store: Any = SQLiteQueue(tmp_path / f"store{len(built)}.db", **options)
+        elif request.param == "postgres":
+            from webhook_guard.queues.postgres import PostgresQueue
+
+            schema = schemas.enter_context(postgres_schema())
+            store = PostgresQueue(postgres_url(schema), **options)
         else:
             from webhook_guard.stores.redis import RedisStore
 
@@ -53,9 +67,14 @@ def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[MakeS
         pytest.importorskip("redis", reason="the Redis store needs redis-py")
         require_redis()
         _flush()
+    if request.param == "postgres":
+        require_postgres()
     yield make
     for store in built:
         store.close()
+        if hasattr(store, "dispose"):
+            store.dispose()
+    schemas.close()
     if request.param == "redis":
         _flush()
 

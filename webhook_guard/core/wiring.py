@@ -5,13 +5,16 @@
 broker engines ``celery+redis://host:6379/0``, ``celery+amqp://guest:guest@host:5672//``,
 ``rq://host:6379/0``, ``dramatiq+redis://...``, ``dramatiq+amqp://...``, ``arq://host:6379/0``,
 ``procrastinate+postgresql://user@host:5432/db``.
-``open_store(url)``: a broker queue's ``?store=``: ``redis://host:6379/1``, else the SQLite file
-at ``url``, ``WEBHOOK_GUARD_DB`` or ``./webhook_guard.db``.
+``postgresql://user@host:5432/db`` (also ``postgres://``; options ``?schema=`` and
+``?pool_size=``) is queue and store at once, shared by every host.
+``open_store(url)``: a broker queue's ``?store=``: ``redis://host:6379/1``,
+``postgresql://user@host:5432/db``, else the SQLite file at ``url``, ``WEBHOOK_GUARD_DB`` or
+``./webhook_guard.db``.
 
 Backends are named here by module, as entry points would name them, and imported only when a
 URL names them: the core depends on no backend, and no engine is imported unless it is used.
-One SQLite file gets one queue object per process (while a Guard uses it), so every Guard on it
-shares its group commit and its consumer.
+One SQLite file (and one PostgreSQL URL) gets one queue object per process (while a Guard uses
+it), so every Guard on it shares its group commit or connection pool, and its consumer.
 """
 
 from __future__ import annotations
@@ -28,9 +31,11 @@ from webhook_guard.core.queue import Queue
 from webhook_guard.core.store import DeliveryStore
 from webhook_guard.exceptions import ConfigurationError
 
-__all__ = ["ENGINES", "open_queue", "open_sqlite", "open_store"]
+__all__ = ["ENGINES", "is_postgres_url", "open_postgres", "open_queue", "open_sqlite", "open_store"]
 
 SQLITE_MODULE = "webhook_guard.queues.sqlite"
+POSTGRES_MODULE = "webhook_guard.queues.postgres"
+POSTGRES_SCHEMES = ("postgresql", "postgres")
 REDIS_STORE_MODULE = "webhook_guard.stores.redis"
 # URL scheme (before any "+") -> module with ``from_url(url) -> Queue``.
 ENGINES = {
@@ -43,9 +48,11 @@ ENGINES = {
 REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 
 _sqlite_lock = threading.Lock()
+_postgres_lock = threading.Lock()
 # Weak: a queue (and its connections) lives as long as a Guard uses it, so an app-factory test
 # suite with a database per test does not keep every old file open.
 _sqlite_queues: weakref.WeakValueDictionary[tuple[str, str], Any] = weakref.WeakValueDictionary()
+_postgres_queues: weakref.WeakValueDictionary[str, Any] = weakref.WeakValueDictionary()
 
 
 def open_queue(url: str | None = None) -> Queue:
@@ -59,10 +66,12 @@ def open_queue(url: str | None = None) -> Queue:
     if engine in ENGINES:
         queue: Queue = importlib.import_module(ENGINES[engine]).from_url(url)
         return queue
+    if parts.scheme in POSTGRES_SCHEMES:
+        return open_postgres(url)
     if parts.scheme != "sqlite":
         raise ConfigurationError(
-            f"queue URL scheme {parts.scheme!r} is not supported; use sqlite:///path.db or one "
-            f"of {', '.join(ENGINES)}"
+            f"queue URL scheme {parts.scheme!r} is not supported; use sqlite:///path.db, "
+            f"postgresql://user@host:5432/db or one of {', '.join(ENGINES)}"
         )
     path = parts.path[1:] if parts.path.startswith("/") else parts.path
     if not path:
@@ -98,16 +107,36 @@ def open_sqlite(path: str, durability: str = "power") -> Queue:
     return result
 
 
+def open_postgres(url: str) -> Queue:
+    """This process's queue object for the PostgreSQL URL ``url`` (one per URL); nothing
+    connects until first use."""
+    with _postgres_lock:
+        queue = _postgres_queues.get(url)
+        if queue is None:
+            queue = importlib.import_module(POSTGRES_MODULE).PostgresQueue(url)
+            _postgres_queues[url] = queue
+    result: Queue = queue
+    return result
+
+
+def is_postgres_url(url: str | None) -> bool:
+    """True for ``postgresql://`` and ``postgres://`` URLs."""
+    return bool(url) and urlsplit(url or "").scheme in POSTGRES_SCHEMES
+
+
 def open_store(url: str | None = None) -> DeliveryStore:
     """The store ``url`` names; nothing connects until first use."""
     if url and url.startswith(REDIS_SCHEMES):
         store: DeliveryStore = importlib.import_module(REDIS_STORE_MODULE).RedisStore.from_url(url)
         return store
-    if url and "://" in url and not url.startswith("sqlite://"):
-        raise ConfigurationError(f"store={url!r}: use redis://host:6379/1 or a SQLite path")
+    usage = (
+        f"store={url!r}: use redis://host:6379/1, postgresql://user@host:5432/db or a SQLite path"
+    )
+    if url and "://" in url and not url.startswith("sqlite://") and not is_postgres_url(url):
+        raise ConfigurationError(usage)
     queue = open_queue(url or default_db_path())
     if not isinstance(queue, DeliveryStore):
-        raise ConfigurationError(f"store={url!r}: use redis://host:6379/1 or a SQLite path")
+        raise ConfigurationError(usage)
     return queue
 
 

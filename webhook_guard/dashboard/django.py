@@ -49,6 +49,7 @@ except ImportError as error:  # pragma: no cover - exercised only without the ex
 
 from webhook_guard.core.config import DEFAULT_DB_PATH
 from webhook_guard.core.headers import Headers
+from webhook_guard.core.wiring import is_postgres_url, open_store
 from webhook_guard.dashboard.app import Dashboard, DashboardSource, RequestInfo
 from webhook_guard.exceptions import ConfigurationError, PayloadTooLarge
 from webhook_guard.queues.sqlite import SQLiteQueue
@@ -121,7 +122,9 @@ def _from_settings() -> Dashboard:
     key = (db, authorize, bool(config.get("ALLOW_REPLAY", True)))
     with _cache_lock:
         if key not in _cache:
-            _cache[key] = _dashboard(SQLiteQueue(db), authorize, key[2])
+            # A PostgreSQL URL names the shared store; anything else is a SQLite path.
+            source: Any = open_store(db) if is_postgres_url(db) else SQLiteQueue(db)
+            _cache[key] = _dashboard(source, authorize, key[2])
         return _cache[key]
 
 
