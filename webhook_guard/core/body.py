@@ -100,11 +100,11 @@ class _Reader:
     """Reads from a WSGI stream within a deadline; a connection lost under it (gunicorn raises
     an IOError subclass, Werkzeug its own ClientDisconnected) means the client went away."""
 
-    __slots__ = ("_guard", "deadline", "stream")
+    __slots__ = ("_socket_deadline", "deadline", "stream")
 
     def __init__(self, stream: BinaryIO, deadline: float | None, sock: object) -> None:
         self.stream, self.deadline = stream, deadline
-        self._guard = (
+        self._socket_deadline = (
             SocketDeadline(sock, deadline)
             if deadline is not None and isinstance(sock, socket.socket)
             else None
@@ -113,8 +113,8 @@ class _Reader:
     def read(self, size: int) -> bytes:
         if self.deadline is not None and time.monotonic() >= self.deadline:
             raise _timed_out()
-        if self._guard is not None and self.deadline is not None:
-            self._guard.before_read(self.deadline)
+        if self._socket_deadline is not None and self.deadline is not None:
+            self._socket_deadline.before_read(self.deadline)
         try:
             return self.stream.read(size)
         except TimeoutError as error:  # socket.timeout: the deadline cut the read off
@@ -127,8 +127,8 @@ class _Reader:
             raise
 
     def close(self) -> None:
-        if self._guard is not None:
-            self._guard.close()
+        if self._socket_deadline is not None:
+            self._socket_deadline.close()
 
 
 def _timed_out() -> RequestTimeout:
