@@ -135,11 +135,11 @@ bench: $(BENCH_STAMP) $(TEST_STAMP) $(ARQ_STAMP)
 # fails on a broken server, a wrong request or a duplicate where a new delivery was meant.
 # engines.py uses .venv (Celery, RQ, Dramatiq) and says so when Redis/RabbitMQ are not running.
 bench-smoke: $(BENCH_STAMP) $(TEST_STAMP)
-	@command -v wrk >/dev/null || { echo "error: wrk is not installed (apt-get install -y wrk)" >&2; exit 1; }
 	$(BENCH_VENV)/bin/python benchmarks/verify.py --smoke > /dev/null
 	$(BENCH_VENV)/bin/python benchmarks/enqueue_drain.py --smoke > /dev/null
 	$(BENCH_VENV)/bin/python benchmarks/ack_path.py --smoke > /dev/null
 	$(VENV)/bin/python benchmarks/engines.py --smoke > /dev/null
+	$(VENV)/bin/python benchmarks/postgres.py --smoke > /dev/null
 
 $(VENV)/bin/python:
 	$(call check_python,$(PYTHON))

@@ -81,6 +81,12 @@ engines() {  # engines <name> <python> <args...>: like run, but a missing venv o
 engines engines .venv/bin/python "${ENGINES_ARGS[@]}"
 engines engines_arq .venv-arq/bin/python --engines arq "${ENGINES_ARGS[@]}"
 
+# The PostgreSQL queue (psycopg is in .venv): a missing server is a note, not a failure.
+if [ -n "${QUICK:-}" ]; then POSTGRES_ARGS=(--reps 1 --n 500); else POSTGRES_ARGS=(--reps 5 --n 1000); fi
+echo "==> .venv/bin/python benchmarks/postgres.py ${POSTGRES_ARGS[*]}" >&2
+"$ROOT/.venv/bin/python" benchmarks/postgres.py "${POSTGRES_ARGS[@]}" > "$TMP/postgres.md" \
+  || echo "(\`benchmarks/postgres.py\` failed; see its stderr.)" >> "$TMP/postgres.md"
+
 {
   echo "# webhook_guard benchmark results"
   echo
@@ -97,10 +103,11 @@ engines engines_arq .venv-arq/bin/python --engines arq "${ENGINES_ARGS[@]}"
   echo "$PY benchmarks/enqueue_drain.py ${DRAIN_ARGS[*]}"
   echo "$PY benchmarks/ack_path.py ${ACK_ARGS[*]}"
   printf '%s\n' "${ENGINE_CMDS[@]}"
+  echo ".venv/bin/python benchmarks/postgres.py ${POSTGRES_ARGS[*]}"
   echo '```'
   echo
   # The scripts print per-sample progress as HTML comments: keep only the tables and notes.
-  for name in verify enqueue_drain ack_path engines engines_arq; do
+  for name in verify enqueue_drain ack_path engines engines_arq postgres; do
     grep -v '^<!-- ' "$TMP/$name.md"
     echo
   done
