@@ -47,6 +47,16 @@ SERVERS: dict[str, tuple[Callable[[int], list[str]], int]] = {
         ),
         4,
     ),
+    "django-gunicorn-gthread-2x4": (
+        lambda port: gunicorn_command(
+            "sample_apps.django_app.wsgi:application",
+            port,
+            workers=2,
+            worker_class="gthread",
+            threads=4,
+        ),
+        4,
+    ),
     "flask-gunicorn-sync-w2": (
         lambda port: gunicorn_command("sample_apps.flask_app:app", port, workers=2),
         2,
@@ -89,7 +99,7 @@ def test_slow_clients_do_not_stop_other_senders(tmp_path: Path, server: str) -> 
     """Clients trickling their bodies; meanwhile ten normal deliveries all get 200 within a
     sender's timeout, and every slow client gets 408 before its body is complete."""
     port = free_port()
-    env = sample_env(tmp_path)
+    env = sample_env(tmp_path, DJANGO_SETTINGS_MODULE="sample_apps.django_app.settings")
     command, clients = SERVERS[server]
     results: list[tuple[int, bool]] = []
     with serve(command(port), env, port, tmp_path / "server.log"):
