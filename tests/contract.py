@@ -397,12 +397,19 @@ class HTTPTransport(Transport):
     ) -> Response:
         conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
         try:
-            if chunked:
-                conn.request(
-                    method, path, body=iter(_chunks(body)), headers=headers, encode_chunked=True
-                )
-            else:
-                conn.request(method, path, body=body if method != "GET" else None, headers=headers)
+            try:
+                if chunked:
+                    conn.request(
+                        method, path, body=iter(_chunks(body)), headers=headers, encode_chunked=True
+                    )
+                else:
+                    conn.request(
+                        method, path, body=body if method != "GET" else None, headers=headers
+                    )
+            except (BrokenPipeError, ConnectionResetError):
+                # The server answered (a 413 over the cap) and closed before the whole body was
+                # sent: its answer is still there to read, as a careful sender reads it.
+                pass
             reply = conn.getresponse()
             data = reply.read()
             return Response(reply.status, {k.lower(): v for k, v in reply.getheaders()}, data)
