@@ -66,6 +66,8 @@ if importlib.util.find_spec("django_tasks_db") is not None:
     TEST_SETTINGS["TASKS"] = {
         # QUEUES empty: any queue name (each test enqueues to a queue of its own).
         "default": {"BACKEND": "django_tasks_db.DatabaseBackend", "QUEUES": []},
+        # Runs a task at once, in enqueue: it cannot defer one (no run_after).
+        "immediate": {"BACKEND": "django_tasks.backends.immediate.ImmediateBackend"},
     }
 
 
