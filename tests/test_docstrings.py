@@ -18,6 +18,9 @@ OPTIONAL = {"webhook_guard.queues.arq": "arq"}
 # The demo's app module builds the sample Guard at import from WEBHOOK_SECRET, as gunicorn
 # serves it: imported here with the sample environment.
 APP_MODULES = {"webhook_guard.demo.flask_app"}
+# Modules that declare a task on Django's configured TASKS backend at import: imported once the
+# tests' Django settings are configured (tests/adapters/transports_django.py).
+DJANGO_MODULES = {"webhook_guard.queues.django_tasks": "django_tasks"}
 
 
 def public_names() -> list[tuple[str, object]]:
@@ -28,6 +31,12 @@ def public_names() -> list[tuple[str, object]]:
             continue
         if info.name in OPTIONAL and importlib.util.find_spec(OPTIONAL[info.name]) is None:
             continue
+        if info.name in DJANGO_MODULES:
+            if importlib.util.find_spec(DJANGO_MODULES[info.name]) is None:
+                continue
+            from tests.adapters.transports_django import configure
+
+            configure()
         if info.name in APP_MODULES:
             with pytest.MonkeyPatch.context() as patch:
                 patch.setenv("WEBHOOK_SECRET", "docstring-check")

@@ -11,6 +11,7 @@ pass-through is checked under both handlers (``tests/adapters/django/test_middle
 
 from __future__ import annotations
 
+import importlib.util
 from typing import Any
 
 import pytest
@@ -39,11 +40,55 @@ TEST_SETTINGS: dict[str, Any] = {
     ],
     "MIDDLEWARE": MIDDLEWARE,
     "ROOT_URLCONF": "tests.adapters.django.urls",
-    "DATABASES": {},
+    "DATABASES": {"default": {"ENGINE": "django.db.backends.dummy"}},
     "SESSION_ENGINE": "django.contrib.sessions.backends.signed_cookies",
     "USE_TZ": True,
     "WEBHOOK_GUARD": {"ENDPOINTS": ENDPOINTS},
 }
+
+# Django's tasks framework (the django-tasks engine's harness, tests/queues/engines.py): its
+# database backend's table lives in a PostgreSQL database of the tests' own, TASKS_DATABASE,
+# and TasksRouter sends that app's models there (nothing else has a database). Settings are
+# configured once per process, so they are part of the one configuration every test shares.
+TASKS_DATABASE = "webhook_guard_tasks"
+TASKS_DB_NAME = "webhook_guard_django_tasks"
+if importlib.util.find_spec("django_tasks_db") is not None:
+    TEST_SETTINGS["INSTALLED_APPS"] += ["django_tasks", "django_tasks_db"]
+    TEST_SETTINGS["DATABASES"][TASKS_DATABASE] = {
+        "ENGINE": "django.db.backends.postgresql",
+        "NAME": TASKS_DB_NAME,
+        "USER": "postgres",
+        "HOST": "127.0.0.1",
+        "PORT": "5432",
+        "OPTIONS": {"connect_timeout": 2},  # a down database: 503 quickly
+    }
+    TEST_SETTINGS["DATABASE_ROUTERS"] = ["tests.adapters.transports_django.TasksRouter"]
+    TEST_SETTINGS["TASKS"] = {
+        # QUEUES empty: any queue name (each test enqueues to a queue of its own).
+        "default": {"BACKEND": "django_tasks_db.DatabaseBackend", "QUEUES": []},
+        # Runs a task at once, in enqueue: it cannot defer one (no run_after).
+        "immediate": {"BACKEND": "django_tasks.backends.immediate.ImmediateBackend"},
+    }
+
+
+class TasksRouter:
+    """The tasks database backend's models go to ``database``, and nothing else migrates
+    there. A test may point ``database`` at another alias (a database on a port nothing
+    listens on) for its duration."""
+
+    database = TASKS_DATABASE
+    app_label = "django_tasks_database"
+
+    def db_for_read(self, model: Any, **hints: Any) -> str | None:
+        return self.database if model._meta.app_label == self.app_label else None
+
+    def db_for_write(self, model: Any, **hints: Any) -> str | None:
+        return self.db_for_read(model)
+
+    def allow_migrate(self, db: str, app_label: str, **hints: Any) -> bool | None:
+        if db == TasksRouter.database or app_label == self.app_label:
+            return db == TasksRouter.database and app_label == self.app_label
+        return None
 
 
 def configure() -> None:

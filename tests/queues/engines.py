@@ -701,9 +701,170 @@ def procrastinate_schema(dsn: str) -> None:
             app.schema_manager.apply_schema()
 
 
+class DjangoTasksWorker(Polling):
+    """django-tasks-db's real worker loop (the ``Worker`` that ``manage.py db_worker`` runs),
+    in a thread of this process, on the queue's backend and queue name; stopped at the end as
+    its SIGTERM handler stops it (``running = False``), between two tasks."""
+
+    def __init__(self, queue: Any) -> None:
+        from django_tasks_db.management.commands.db_worker import Worker as DBWorker
+
+        self.worker = DBWorker(
+            queue_names=[queue.queue_name],
+            interval=0.05,
+            batch=False,
+            backend_name=queue.backend,
+            startup_delay=False,
+            max_tasks=None,
+            worker_id=f"test-{uuid.uuid4().hex[:12]}",
+            excluded_queue_names=[],
+        )
+        self.failure: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        from django.db import connections
+
+        try:
+            self.worker.run()
+        except BaseException as error:  # reported by until()
+            self.failure = error
+        finally:
+            connections.close_all()  # this thread's own
+
+    def until(self, done: Callable[[], bool], limit: float = LIMIT) -> None:
+        assert wait_until(lambda: done() or self.failure is not None, limit), (
+            "the worker did not get there in time"
+        )
+        assert self.failure is None, f"the db_worker loop failed: {self.failure!r}"
+
+    def stop(self) -> None:
+        self.worker.running = False
+        self.thread.join(30)
+
+
+class DjangoTasks(Harness):
+    """Django's tasks framework with django-tasks-db's database backend, its table in a
+    PostgreSQL database of the tests' own (``tests/adapters/transports_django.py`` configures
+    Django for the whole process: the ``default`` TASKS backend, its database and a router);
+    created and migrated once, each test's tasks deleted after. ``port`` points the backend's
+    database at another port for the test's duration."""
+
+    name = engine = "django-tasks"
+    requires = ("django_tasks", "django_tasks_db")
+    missing = "django-tasks is not installed: pip install 'webhook-guard[django-tasks]'"
+    usable_stores = ("sqlite", "postgres")
+
+    def __init__(self, tmp_path: Path, store: str, monkeypatch: pytest.MonkeyPatch) -> None:
+        super().__init__(tmp_path, store, monkeypatch)
+        self._router_database: str | None = None
+
+    def start(self) -> None:
+        super().start()
+        from tests.adapters.transports_django import configure
+
+        configure()
+
+    def stop(self) -> None:
+        super().stop()
+        if self._router_database is not None:
+            from tests.adapters.transports_django import TasksRouter
+
+            TasksRouter.database = self._router_database
+
+    def broker_url(self, port: int | None = None) -> str:
+        if port is not None:
+            self._use_port(port)
+        return "default"
+
+    def engine_url(self, broker: str) -> str:
+        return f"{self.engine}://{broker}"
+
+    def _use_port(self, port: int) -> None:
+        """The backend's database on ``port`` (another alias, the same database otherwise)."""
+        from django.db import connections
+
+        from tests.adapters.transports_django import TASKS_DATABASE, TasksRouter
+
+        alias = f"{TASKS_DATABASE}_{port}"
+        if alias not in connections.settings:
+            settings = connections.settings[TASKS_DATABASE]
+            connections.settings[alias] = {**settings, "PORT": str(port)}
+        if self._router_database is None:
+            self._router_database = TasksRouter.database
+        TasksRouter.database = alias
+
+    def require_broker(self) -> None:
+        require_postgres()
+        django_tasks_database()
+
+    def clean_broker(self) -> None:
+        from django.db import connections
+        from django_tasks_db.models import DBTaskResult
+
+        from tests.adapters.transports_django import TASKS_DATABASE
+
+        DBTaskResult.objects.using(TASKS_DATABASE).filter(queue_name=self.queue_name).delete()
+        connections[TASKS_DATABASE].close()
+
+    @contextlib.contextmanager
+    def worker(self, queue: Any) -> Iterator[Worker]:
+        worker = DjangoTasksWorker(queue)
+        try:
+            yield worker
+        finally:
+            worker.stop()
+
+    def redeliver_quickly(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setattr("webhook_guard.queues.django_tasks.REDELIVER_SECONDS", 0.3)
+
+    def check_broker_holds(self, queue: Any, delivery_id: str) -> None:
+        from django_tasks_db.models import DBTaskResult
+
+        from tests.adapters.transports_django import TASKS_DATABASE
+
+        tasks = DBTaskResult.objects.using(TASKS_DATABASE).filter(queue_name=self.queue_name)
+        ids = [task.args_kwargs["args"][0]["id"] for task in tasks]
+        assert delivery_id in ids, "the tasks table still has the task"
+
+
+def django_tasks_database() -> None:
+    """The tests' database for the tasks backend, created and migrated once (as
+    ``manage.py migrate django_tasks_database --database ...`` migrates it)."""
+    import psycopg
+    from django.core.management import call_command
+    from django.db import connections
+
+    from tests.adapters.transports_django import TASKS_DATABASE, TASKS_DB_NAME
+
+    with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
+        exists = admin.execute(
+            "SELECT 1 FROM pg_database WHERE datname = %s", (TASKS_DB_NAME,)
+        ).fetchone()
+        if not exists:
+            admin.execute(f'CREATE DATABASE "{TASKS_DB_NAME}"')
+    if not _migrated:
+        call_command("migrate", "django_tasks_database", database=TASKS_DATABASE, verbosity=0)
+        connections[TASKS_DATABASE].close()
+        _migrated.append(True)
+
+
+_migrated: list[bool] = []
+
+
 HARNESSES: dict[str, type[Harness]] = {
     h.name: h
-    for h in (CeleryRedis, CeleryAMQP, DramatiqRedis, DramatiqAMQP, RQ, Arq, Procrastinate)
+    for h in (
+        CeleryRedis,
+        CeleryAMQP,
+        DramatiqRedis,
+        DramatiqAMQP,
+        RQ,
+        Arq,
+        Procrastinate,
+        DjangoTasks,
+    )
 }
 
 

@@ -49,7 +49,15 @@ from webhook_guard.stores import open_store
 pytestmark = [pytest.mark.services, pytest.mark.timeout(120)]
 
 # The harnesses this module runs; test_arq.py imports the suite and names ("arq",) instead.
-ENGINES = ("celery+redis", "celery+amqp", "dramatiq+redis", "dramatiq+amqp", "rq", "procrastinate")
+ENGINES = (
+    "celery+redis",
+    "celery+amqp",
+    "dramatiq+redis",
+    "dramatiq+amqp",
+    "rq",
+    "procrastinate",
+    "django-tasks",
+)
 BODY = b"\xff\xfe\x00 not UTF-8 \x80" + bytes(range(256)) + b'\r\n{"not": "json"'
 
 Test = TypeVar("Test", bound=Callable[..., None])

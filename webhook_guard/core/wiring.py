@@ -4,7 +4,7 @@
 ``sqlite:///relative.db`` / ``sqlite:////absolute.db`` with an optional ``?durability=process``;
 broker engines ``celery+redis://host:6379/0``, ``celery+amqp://guest:guest@host:5672//``,
 ``rq://host:6379/0``, ``dramatiq+redis://...``, ``dramatiq+amqp://...``, ``arq://host:6379/0``,
-``procrastinate+postgresql://user@host:5432/db``.
+``procrastinate+postgresql://user@host:5432/db``, ``django-tasks://<TASKS backend alias>``.
 ``postgresql://user@host:5432/db`` (also ``postgres://``; options ``?schema=`` and
 ``?pool_size=``) is queue and store at once, shared by every host.
 ``open_store(url)``: a broker queue's ``?store=``: ``redis://host:6379/1``,
@@ -44,6 +44,7 @@ ENGINES = {
     "dramatiq": "webhook_guard.queues.dramatiq",
     "arq": "webhook_guard.queues.arq",
     "procrastinate": "webhook_guard.queues.procrastinate",
+    "django-tasks": "webhook_guard.queues.django_tasks",
 }
 REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 
