@@ -11,6 +11,29 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
+def decode_headers(text: str) -> tuple[tuple[str, str], ...]:
+    """Stored headers (a JSON list of ``[name, value]`` pairs, as the stores write them) back
+    as the ``Delivery.headers`` tuple."""
+    return tuple((str(k), str(v)) for k, v in json.loads(text))
+
+
+def claimed_delivery(row: Any) -> Delivery:
+    """The Delivery of a claim query's row: id, endpoint, scheme, event type, dedupe key,
+    received at, headers (JSON), body, attempt, in that order (the SQLite and PostgreSQL
+    queues select these columns)."""
+    return Delivery(
+        id=row[0],
+        endpoint=row[1],
+        scheme=row[2],
+        event_type=row[3],
+        dedupe_key=row[4],
+        received_at=row[5],
+        headers=decode_headers(row[6]),
+        body=bytes(row[7]),
+        attempt=row[8],
+    )
+
+
 def new_delivery_id() -> str:
     """Our own id for an accepted request: unique, URL-safe, no secret in it."""
     return uuid.uuid4().hex

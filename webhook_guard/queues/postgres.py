@@ -50,7 +50,7 @@ except ImportError as error:  # pragma: no cover - depends on the environment
     ) from error
 
 from webhook_guard.core import events
-from webhook_guard.core.delivery import Delivery
+from webhook_guard.core.delivery import Delivery, claimed_delivery, decode_headers
 from webhook_guard.core.queue import Enqueued, EnqueueResult, Rejection
 from webhook_guard.core.records import (
     ATTEMPT_OUTCOMES,
@@ -714,18 +714,7 @@ class PostgresQueue:
         row = self._run(lambda conn: conn.execute(query, params).fetchone())
         if row is None:
             return None
-        delivery = Delivery(
-            id=row[0],
-            endpoint=row[1],
-            scheme=row[2],
-            event_type=row[3],
-            dedupe_key=row[4],
-            received_at=row[5],
-            headers=tuple((str(k), str(v)) for k, v in json.loads(row[6])),
-            body=bytes(row[7]),
-            attempt=row[8],
-        )
-        return Claimed(delivery, token)
+        return Claimed(claimed_delivery(row), token)
 
     def heartbeat(self, claimed: Claimed, lease_seconds: float) -> bool:
         """Extend the lease of a long handler; False once another worker owns the delivery."""
@@ -928,7 +917,7 @@ class PostgresQueue:
         row = rows[0]
         return replace(
             DeliveryRecord(*row[:13]),
-            headers=tuple((str(k), str(v)) for k, v in json.loads(row[13])),
+            headers=decode_headers(row[13]),
             body=bytes(row[14]),
             attempt_log=tuple(AttemptRecord(*a) for a in attempts),
         )

@@ -33,7 +33,7 @@ from typing import Any, Literal
 
 from webhook_guard.core import events
 from webhook_guard.core.deadline import current_deadline
-from webhook_guard.core.delivery import Delivery
+from webhook_guard.core.delivery import Delivery, claimed_delivery, decode_headers
 from webhook_guard.core.queue import Enqueued, EnqueueResult, Rejection
 from webhook_guard.core.records import (  # re-exported: their home before they moved to the core
     ATTEMPT_OUTCOMES,
@@ -598,18 +598,7 @@ class SQLiteQueue:
                 "INSERT INTO attempts (delivery_id, attempt, started_at) VALUES (?, ?, ?)",
                 (delivery_id, record[8], now),
             )
-        delivery = Delivery(
-            id=record[0],
-            endpoint=record[1],
-            scheme=record[2],
-            event_type=record[3],
-            dedupe_key=record[4],
-            received_at=record[5],
-            headers=tuple((str(k), str(v)) for k, v in json.loads(record[6])),
-            body=bytes(record[7]),
-            attempt=record[8],
-        )
-        return Claimed(delivery, token)
+        return Claimed(claimed_delivery(record), token)
 
     def heartbeat(self, claimed: Claimed, lease_seconds: float) -> bool:
         """Extend the lease of a long handler; False if it was lost to another worker."""
@@ -786,7 +775,7 @@ class SQLiteQueue:
         summary = DeliveryRecord(*row[:13])
         return replace(
             summary,
-            headers=tuple((str(k), str(v)) for k, v in json.loads(row[13])),
+            headers=decode_headers(row[13]),
             body=bytes(row[14]),
             attempt_log=tuple(AttemptRecord(*a) for a in attempts),
         )

@@ -38,7 +38,7 @@ except ImportError as error:  # pragma: no cover - depends on the environment
         "webhook_guard.stores.redis needs redis-py: pip install 'webhook-guard[redis]'"
     ) from error
 
-from webhook_guard.core.delivery import Delivery
+from webhook_guard.core.delivery import Delivery, decode_headers
 from webhook_guard.core.queue import Enqueued, EnqueueResult, Rejection
 from webhook_guard.core.records import (
     ATTEMPT_OUTCOMES,
@@ -475,7 +475,7 @@ class RedisStore:
             return None
         return dataclasses.replace(
             _summary(values[: len(_SUMMARY)]),
-            headers=tuple((str(k), str(v)) for k, v in json.loads(values[-2])),
+            headers=decode_headers(values[-2]),
             body=bytes(values[-1]),
             attempt_log=tuple(AttemptRecord(**json.loads(raw)) for raw in attempts),
         )
