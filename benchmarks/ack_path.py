@@ -276,12 +276,14 @@ def wait_quiet(noise: NoiseSampler, threshold: float, max_wait: float) -> float:
 
 
 def rows_in(db: str, table: str) -> int:
-    """Rows in the webhook queue (``deliveries``) or the naive handler's ``inbox``."""
+    """Rows in the naive handler's ``inbox``, or in the webhook queue: ``deliveries`` plus the
+    ingest log (``ingest``) that the request path appends to and a consumer folds later."""
     if not os.path.exists(db):
         return 0
     con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)
     try:
-        return int(con.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
+        tables = [table] if table != "deliveries" else ["deliveries", "ingest"]
+        return sum(int(con.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0]) for t in tables)
     except sqlite3.OperationalError:  # no such table yet
         return 0
     finally:

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import multiprocessing
 import os
 import sqlite3
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from webhook_guard.core.delivery import Delivery, new_delivery_id
-from webhook_guard.core.queue import Enqueued
+from webhook_guard.core.queue import Enqueued, Rejection
 from webhook_guard.exceptions import ConfigurationError, QueueUnavailable
 from webhook_guard.queues import open_queue
 from webhook_guard.queues.sqlite import SQLiteQueue
@@ -269,3 +272,171 @@ def test_closing_in_one_thread_leaves_other_threads_connections_open(tmp_path: P
     assert queue._connection() is mine
     queue.close()
     assert queue._connection() is not mine
+
+
+def test_a_delivery_not_yet_folded_is_in_the_history(tmp_path: Path) -> None:
+    """The request path appends to the ingest log; until a consumer folds it into
+    ``deliveries``, every read (list, filters, get by prefix, ids, counts, replay) still sees
+    it as queued."""
+    queue = SQLiteQueue(tmp_path / "q.db")
+    older = queue.enqueue(_delivery(endpoint="shop")).delivery_id
+    queue.claim(30)  # folds `older` (and claims it)
+    newer = queue.enqueue(_delivery(endpoint="shop", body=b'{"n": 2}')).delivery_id
+    raw = queue._connection()
+    assert raw.execute("SELECT id FROM ingest").fetchall() == [(newer,)]
+
+    listed = queue.deliveries()
+    assert [r.id for r in listed] == [newer, older]
+    assert [r.status for r in listed] == ["queued", "processing"]
+    assert [r.id for r in queue.deliveries(statuses=("queued",), endpoint="shop")] == [newer]
+    assert queue.deliveries(statuses=("dead",)) == []
+    assert queue.deliveries(endpoint="other") == []
+    assert [r.id for r in queue.deliveries(limit=1)] == [newer]
+    assert [r.id for r in queue.deliveries(before=(listed[0].received_at, newer))] == [older]
+    record = queue.get(newer[:10])
+    assert record is not None and record.body == b'{"n": 2}' and record.status == "queued"
+    assert record.attempts == 0 and record.attempt_log == ()
+    assert queue.match_ids(newer[:10]) == [newer]
+    assert queue.counts() == {"queued": 1, "processing": 1}
+    assert queue.next_due_in(["elsewhere"]) == 0.0  # the next claim folds it, whatever it serves
+    assert queue.mark_replayed([newer]) == [newer]
+
+
+def test_a_backlog_is_folded_in_bounded_batches_and_each_delivery_claimed_once(
+    tmp_path: Path,
+) -> None:
+    """A consumer starting on a backlog larger than FOLD_ROWS folds it a batch per claim (the
+    write lock is never held for the whole backlog) and claims every delivery exactly once, in
+    the order received."""
+    from webhook_guard.queues.sqlite import FOLD_ROWS
+
+    queue = SQLiteQueue(tmp_path / "q.db", durability="process")
+    sent = [queue.enqueue(_delivery()).delivery_id for _ in range(2 * FOLD_ROWS + 7)]
+    raw = queue._connection()
+    claimed = queue.claim(30)
+    assert claimed is not None and claimed.delivery.id == sent[0]
+    assert raw.execute("SELECT count(*) FROM ingest").fetchone()[0] == len(sent) - FOLD_ROWS
+    seen = [claimed.delivery.id]
+    queue.ack(claimed)
+    while (claimed := queue.claim(30)) is not None:
+        seen.append(claimed.delivery.id)
+        queue.ack(claimed)
+    assert seen == sent
+    assert queue.counts() == {"processed": len(sent)}
+
+
+def test_a_file_of_the_previous_schema_gets_the_ingest_log_and_keeps_its_backlog(
+    tmp_path: Path,
+) -> None:
+    """A database written by the previous release (schema 2: no ingest log) opens, migrates,
+    and its queued delivery is still claimed, beside a new one."""
+    path = tmp_path / "old.db"
+    queue = SQLiteQueue(path)
+    old = queue.enqueue(_delivery()).delivery_id
+    queue.claim(0)  # folded into `deliveries`, as schema 2 stored it; lease expires at once
+    raw = queue._connection()
+    raw.executescript("DROP TABLE ingest; PRAGMA user_version=2;")
+    queue.close()
+
+    reopened = SQLiteQueue(path)
+    new = reopened.enqueue(_delivery()).delivery_id
+    assert reopened._connection().execute("PRAGMA user_version").fetchone()[0] >= 3
+    ids = set()
+    while (claimed := reopened.claim(30)) is not None:
+        ids.add(claimed.delivery.id)
+        reopened.ack(claimed)
+    assert ids == {old, new}
+
+
+class _NoThreadPool(concurrent.futures.ThreadPoolExecutor):
+    """Stands in for the loop's default executor to prove the async path never uses it (a
+    stand-in, not a mock of a real component: the test is about what is *not* called)."""
+
+    used = 0
+
+    def submit(self, *args: Any, **kwargs: Any) -> concurrent.futures.Future[Any]:
+        _NoThreadPool.used += 1
+        raise AssertionError("the event loop's thread pool was used")
+
+
+def test_concurrent_aenqueues_share_commits_through_the_writer_without_the_thread_pool(
+    tmp_path: Path,
+) -> None:
+    """32 requests in flight on one event loop: each stored once, in far fewer commits than
+    requests (one writer commits everything waiting), none through a thread-pool job; a second
+    event loop (another ASGI worker thread) is served by the same writer."""
+    queue = SQLiteQueue(tmp_path / "q.db", durability="power")
+    queue.enqueue(_delivery())  # the schema exists
+    commits = 0
+    original = queue._commit
+
+    def counted(batch: list[Any]) -> None:
+        nonlocal commits
+        commits += 1
+        original(batch)
+
+    queue._commit = counted  # type: ignore[method-assign]
+
+    async def burst(n: int) -> list[str]:
+        asyncio.get_running_loop().set_default_executor(_NoThreadPool())
+        results = await asyncio.gather(*(queue.aenqueue(_delivery(f"k{n}-{i}")) for i in range(32)))
+        assert all(r.status is Enqueued.NEW for r in results)
+        return [r.delivery_id for r in results]
+
+    ids = asyncio.run(burst(1)) + asyncio.run(burst(2))
+    assert len(set(ids)) == 64 and commits < 64
+    assert _NoThreadPool.used == 0
+    assert sum(queue.counts().values()) == 65
+    assert queue.enqueued.is_set()  # the embedded consumer is woken
+
+
+def test_the_event_loop_keeps_running_while_the_store_is_locked(tmp_path: Path) -> None:
+    """Another process holds the write lock: the waiting request does not stop the loop (other
+    coroutines keep running), and its write lands once the lock is released."""
+    path = tmp_path / "q.db"
+    queue = SQLiteQueue(path)
+    queue.enqueue(_delivery())
+    blocker = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    blocker.execute("BEGIN IMMEDIATE")
+
+    async def scenario() -> tuple[int, str]:
+        ticks = 0
+        write = asyncio.ensure_future(queue.aenqueue(_delivery("late")))
+        while ticks < 20:
+            await asyncio.sleep(0.01)
+            ticks += 1
+        assert not write.done()  # still waiting for the lock, while the loop ticked
+        blocker.execute("ROLLBACK")
+        return ticks, (await write).delivery_id
+
+    ticks, delivery_id = asyncio.run(scenario())
+    blocker.close()
+    assert ticks == 20 and queue.get(delivery_id) is not None
+
+
+def test_a_rejection_recorded_from_the_event_loop_lands_or_is_counted(tmp_path: Path) -> None:
+    """``arecord_rejection`` goes through the writer; with the store locked past its short
+    budget it is dropped and counted, never raised into the request."""
+    path = tmp_path / "q.db"
+    queue = SQLiteQueue(path)
+    rejection = Rejection(
+        received_at=time.time(),
+        endpoint="default",
+        method="POST",
+        path="/hook",
+        remote_addr="127.0.0.1",
+        reason="bad_signature",
+        hint="no match",
+        body_size=2,
+        body_sha256=None,
+    )
+    asyncio.run(queue.arecord_rejection(rejection))
+    assert [r.reason for r in queue.rejections()] == ["bad_signature"]
+    blocker = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    blocker.execute("BEGIN IMMEDIATE")
+    try:
+        asyncio.run(queue.arecord_rejection(rejection))
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    assert queue.rejections_dropped == 1 and len(queue.rejections()) == 1

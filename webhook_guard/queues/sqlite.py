@@ -4,8 +4,16 @@
   ``NORMAL`` on request ("process" durability: survives kill -9, not power loss).
 - Dedupe and enqueue happen in one transaction; dedupe keys live in their own table so that
   purging old deliveries never forgets a key inside its window (7 days by default).
+- The request path writes only what a durable, deduplicated 200 needs: the dedupe key and an
+  append to the ingest log (table ``ingest``: an integer key and no index). The consumer folds
+  the log into ``deliveries`` (with the indexes that claims and the history need) in batches of
+  at most ``FOLD_ROWS`` at the start of each claim; every history read looks at both tables, so
+  an accepted delivery is never invisible.
 - Concurrent enqueues in one process share a commit (and its fsync): the first caller to get the
-  commit lock writes everything queued so far; the others find their work done.
+  commit lock writes everything queued so far; the others find their work done. Event-loop
+  callers (``aenqueue``) hand their write to one writer thread per queue and process, which
+  commits everything waiting at once; the coroutine awaits a future, so the loop never blocks
+  on the disk and no request takes a thread-pool job.
 - Workers claim with ``BEGIN IMMEDIATE`` and a lease with a fencing token, so a crashed worker's
   delivery comes back after the lease and a stale worker cannot ack.
 - No connection exists before it is first used in a process and thread, so a gunicorn
@@ -81,7 +89,7 @@ PURGE_PAUSE_SECONDS = 0.12
 
 
 # Raised whenever _SCHEMA changes, so existing files get the new tables and indexes.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS deliveries (
     id          TEXT PRIMARY KEY,
@@ -110,6 +118,19 @@ CREATE INDEX IF NOT EXISTS deliveries_due_by_endpoint
 CREATE INDEX IF NOT EXISTS deliveries_lease_by_endpoint
     ON deliveries(status, engine, endpoint, lease_until);
 CREATE INDEX IF NOT EXISTS deliveries_received ON deliveries(received_at);
+CREATE TABLE IF NOT EXISTS ingest (
+    seq         INTEGER PRIMARY KEY,
+    id          TEXT NOT NULL,
+    endpoint    TEXT NOT NULL,
+    scheme      TEXT NOT NULL,
+    event_type  TEXT,
+    dedupe_key  TEXT,
+    received_at REAL NOT NULL,
+    headers     TEXT NOT NULL,
+    body        BLOB NOT NULL,
+    body_sha256 TEXT NOT NULL,
+    queued_at   REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS dedupe (
     endpoint    TEXT NOT NULL,
     key         TEXT NOT NULL,
@@ -149,6 +170,32 @@ CREATE TABLE IF NOT EXISTS consumers (
     seen_at     REAL NOT NULL
 );
 """
+
+# The request path's write for this queue's own deliveries: an append to the ingest log (integer
+# key, no index), a fraction of the pages a row in ``deliveries`` with its text key and three
+# indexes costs. The consumer folds the log into ``deliveries`` in batches (``_fold``); every read
+# of the history looks at both, so nothing accepted is ever invisible.
+_APPEND_INGEST = """
+INSERT INTO ingest (id, endpoint, scheme, event_type, dedupe_key, received_at, headers, body,
+                    body_sha256, queued_at)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+"""
+_FOLD_INGEST = """
+INSERT INTO deliveries (id, endpoint, scheme, event_type, dedupe_key, received_at, headers,
+                        body, body_sha256, status, run_at, updated_at, engine)
+SELECT id, endpoint, scheme, event_type, dedupe_key, received_at, headers, body, body_sha256,
+       'queued', queued_at, queued_at, 'sqlite'
+  FROM ingest WHERE seq <= ? ORDER BY seq
+"""
+# A row of the ingest log as the history shows a delivery (the columns of DeliveryRecord, then
+# headers and body): queued, no attempt yet.
+_INGEST_RECORD = """
+SELECT id, endpoint, scheme, event_type, dedupe_key, received_at, 'queued', 0, queued_at, NULL,
+       queued_at, length(body), body_sha256, headers, body FROM ingest
+"""
+# Rows folded per transaction at most, so a consumer starting on a large backlog never holds
+# the write lock for long (about 10 ms for 500 rows of 1 KiB).
+FOLD_ROWS = 500
 
 _INSERT_DELIVERY = """
 INSERT INTO deliveries (id, endpoint, scheme, event_type, dedupe_key, received_at, headers,
@@ -211,7 +258,7 @@ class _Pending:
 
     __slots__ = (
         *("deadline", "delivery", "done", "engine"),
-        *("error", "finished", "rejection", "result"),
+        *("error", "finished", "future", "rejection", "result"),
     )
 
     def __init__(
@@ -229,6 +276,32 @@ class _Pending:
         self.finished = threading.Event()  # set by whoever committed (or failed) the batch
         self.result: EnqueueResult | None = None
         self.error: BaseException | None = None
+        # An event-loop caller's future, resolved on its loop once the batch is committed.
+        self.future: asyncio.Future[None] | None = None
+
+    def settle(self) -> None:
+        """Wake whoever waits for this write: a thread (``finished``) or a coroutine."""
+        self.finished.set()
+        future = self.future
+        if future is not None:
+            with contextlib.suppress(RuntimeError):  # the loop closed: nobody waits any more
+                future.get_loop().call_soon_threadsafe(_resolve, future)
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():  # not cancelled by a caller that gave up, nor timed out
+        future.set_result(None)
+
+
+async def _settled(
+    loop: asyncio.AbstractEventLoop, future: asyncio.Future[None], within: float
+) -> None:
+    """Wait until ``future`` is resolved or ``within`` seconds have passed, whichever first."""
+    timer = loop.call_later(max(0.0, within), _resolve, future)
+    try:
+        await future
+    finally:
+        timer.cancel()
 
 
 class SQLiteQueue:
@@ -262,6 +335,8 @@ class SQLiteQueue:
         self._pending_lock = threading.Lock()
         self._commit_lock = threading.Lock()
         self.enqueued = threading.Event()  # wakes this process's embedded worker
+        self._writer: threading.Thread | None = None  # commits what event loops hand it
+        self._writer_wake = threading.Event()
         self.rejections_dropped = 0  # rejections not recorded because the store was busy
         self._last_drop_warning = 0.0
 
@@ -270,18 +345,23 @@ class SQLiteQueue:
 
     # -- connections -------------------------------------------------------------------------
 
-    def _connection(self) -> sqlite3.Connection:
+    def _after_fork(self) -> None:
+        """In a forked child, drop the parent's connections and locks unused."""
         pid = os.getpid()
         if self._pid != pid:
             with self._guard_lock:
                 if self._pid != pid:
-                    # Forked: inherited connections and locks are the parent's. Drop them unused.
                     self._local = threading.local()
                     self._pending = []
                     self._pending_lock = threading.Lock()
                     self._commit_lock = threading.Lock()
                     self.enqueued = threading.Event()
+                    self._writer = None  # threads do not survive a fork
+                    self._writer_wake = threading.Event()
                     self._pid = pid
+
+    def _connection(self) -> sqlite3.Connection:
+        self._after_fork()
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is not None and self._file_changed():
             # Replaced or deleted under us: writing on would acknowledge into a file nobody
@@ -292,6 +372,7 @@ class SQLiteQueue:
             conn = self._connect()
             self._local.conn = conn
             self._local.inode = _inode(self.path)
+            self._local.busy_ms = int(self.busy_timeout_ms)
         return conn
 
     def _file_changed(self) -> bool:
@@ -344,11 +425,13 @@ class SQLiteQueue:
             )
 
     @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
+    def _transaction(self, conn: sqlite3.Connection | None = None) -> Iterator[sqlite3.Connection]:
         """``BEGIN IMMEDIATE``: read-then-write must hold the write lock from the start, or a
-        concurrent writer makes it fail with SQLITE_BUSY without waiting."""
+        concurrent writer makes it fail with SQLITE_BUSY without waiting. ``conn``: this
+        thread's connection when the caller already has it (one file check per request)."""
         try:
-            conn = self._connection()
+            if conn is None:
+                conn = self._connection()
             conn.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as error:
             self._heal(error)
@@ -395,11 +478,74 @@ class SQLiteQueue:
         return self._enqueue_by(delivery, self._deadline())
 
     async def aenqueue(self, delivery: Delivery) -> EnqueueResult:
-        """``enqueue`` off the event loop; concurrent requests share one commit. The deadline
-        is taken here, in the request's task, so the wait for an executor thread counts."""
-        return await asyncio.get_running_loop().run_in_executor(
-            None, self._enqueue_by, delivery, self._deadline()
-        )
+        """``enqueue`` without blocking the event loop: the write goes to this process's writer
+        thread, which commits everything waiting at once (every request in flight shares the
+        commit and its fsync), and the coroutine awaits its future (no thread-pool job)."""
+        result = await self._asubmit(_Pending(self._deadline(), delivery=delivery))
+        assert result is not None  # a delivery always gets a result
+        return result
+
+    async def _asubmit(self, item: _Pending) -> EnqueueResult | None:
+        """``_submit`` for a coroutine: hand ``item`` to the writer and await it, within
+        ``item.deadline`` (a batch already writing it gets one more second, as in ``_submit``).
+        A timer on the loop, not ``wait_for``: no task or extra future per request."""
+        self._after_fork()
+        loop = asyncio.get_running_loop()
+        item.future = loop.create_future()
+        with self._pending_lock:
+            self._pending.append(item)
+        self._wake_writer()
+        await _settled(loop, item.future, item.deadline - time.monotonic())
+        if not item.done:
+            with self._pending_lock:
+                taken = item not in self._pending
+                if not taken:
+                    self._pending.remove(item)
+            if not taken:
+                raise QueueUnavailable(
+                    f"{self.path}: the store did not take the write within the request's "
+                    "budget (another writer holds it)"
+                )
+            # A batch is writing it: its busy wait ends by this deadline or sooner. The new
+            # future is in place before `done` is read, so the writer's settle cannot be missed.
+            item.future = loop.create_future()
+            if not item.done:
+                await _settled(loop, item.future, 1.0)
+            if not item.done:
+                raise QueueUnavailable(f"{self.path}: no answer from the group commit in time")
+        if item.error is not None:
+            raise item.error
+        if item.engine == "sqlite" and item.result and item.result.status is Enqueued.NEW:
+            self.enqueued.set()
+        return item.result
+
+    def _wake_writer(self) -> None:
+        """Start this process's writer thread on first use, and wake it."""
+        if self._writer is None or not self._writer.is_alive():
+            with self._guard_lock:
+                if self._writer is None or not self._writer.is_alive():
+                    self._writer = threading.Thread(
+                        target=self._write_forever,
+                        name=f"webhook_guard sqlite writer {os.path.basename(self.path)}",
+                        daemon=True,
+                    )
+                    self._writer.start()
+        self._writer_wake.set()
+
+    def _write_forever(self) -> None:
+        """The writer thread: whenever woken, commit everything pending in one transaction
+        (under the same commit lock as threads that commit for themselves)."""
+        wake = self._writer_wake
+        while True:
+            wake.wait()
+            wake.clear()
+            while True:
+                with self._commit_lock:
+                    with self._pending_lock:
+                        batch, self._pending = self._pending, []
+                    if not batch:
+                        break
+                    self._commit(batch)
 
     def _enqueue_by(self, delivery: Delivery, deadline: float) -> EnqueueResult:
         result = self._submit(_Pending(deadline, delivery=delivery))
@@ -413,16 +559,20 @@ class SQLiteQueue:
         try:
             self._submit(_Pending(time.monotonic() + REJECTION_BUDGET_SECONDS, rejection=rejection))
         except QueueUnavailable as error:
-            self.rejections_dropped += 1
-            events.notify_store_error("record_rejection", error)
-            now = time.monotonic()
-            if now - self._last_drop_warning > 10.0:  # a flood of rejections: one line per 10 s
-                self._last_drop_warning = now
-                logger.warning(
-                    "rejections not recorded while the store is busy (%d so far): %s",
-                    self.rejections_dropped,
-                    error,
-                )
+            self._dropped_rejection(error)
+
+    def _dropped_rejection(self, error: QueueUnavailable) -> None:
+        """Count (and now and then log) a rejection the busy store could not record."""
+        self.rejections_dropped += 1
+        events.notify_store_error("record_rejection", error)
+        now = time.monotonic()
+        if now - self._last_drop_warning > 10.0:  # a flood of rejections: one line per 10 s
+            self._last_drop_warning = now
+            logger.warning(
+                "rejections not recorded while the store is busy (%d so far): %s",
+                self.rejections_dropped,
+                error,
+            )
 
     def _deadline(self) -> float:
         """When the write must be done: the busy budget from now, or the request's deadline if
@@ -436,15 +586,19 @@ class SQLiteQueue:
         return deadline
 
     async def arecord_rejection(self, rejection: Rejection) -> None:
-        """``record_rejection`` off the event loop."""
-        await asyncio.get_running_loop().run_in_executor(None, self.record_rejection, rejection)
+        """``record_rejection`` through the writer thread, never blocking the event loop."""
+        item = _Pending(time.monotonic() + REJECTION_BUDGET_SECONDS, rejection=rejection)
+        try:
+            await self._asubmit(item)
+        except QueueUnavailable as error:
+            self._dropped_rejection(error)
 
     def _submit(self, item: _Pending) -> EnqueueResult | None:
         """Group commit under a deadline: whoever holds the commit lock writes everything
         waiting; a caller that cannot get its answer by ``item.deadline`` (the lock held by a
         batch stuck behind another process's write lock) gives up with QueueUnavailable, so
         every request is answered within the budget, queued behind others or not."""
-        self._connection()  # resets the locks first if this process was forked
+        self._after_fork()  # resets the locks first if this process was forked
         with self._pending_lock:
             self._pending.append(item)
         if self._commit_lock.acquire(timeout=max(0.0, item.deadline - time.monotonic())):
@@ -482,17 +636,17 @@ class SQLiteQueue:
             try:
                 conn = self._connection()
                 # Wait for another process's write lock only as long as the most pressed
-                # caller in the batch can.
+                # caller in the batch can (a PRAGMA only when that is shorter than usual).
                 budget = min(item.deadline for item in batch) - time.monotonic()
-                conn.execute(f"PRAGMA busy_timeout={max(1, int(budget * 1000))}")
+                self._patience(conn, min(int(self.busy_timeout_ms), max(1, int(budget * 1000))))
             except sqlite3.Error as error:
                 raise QueueUnavailable(f"{self.path}: {error}") from error
             try:
-                with self._transaction() as conn:
+                with self._transaction(conn):
                     results = [self._write(conn, item, now) for item in batch]
             finally:
                 with contextlib.suppress(sqlite3.Error):  # the connection's usual patience
-                    conn.execute(f"PRAGMA busy_timeout={int(self.busy_timeout_ms)}")
+                    self._patience(conn, int(self.busy_timeout_ms))
         except Exception as error:
             failure = (
                 error
@@ -501,11 +655,18 @@ class SQLiteQueue:
             )
             for item in batch:
                 item.error, item.done = failure, True
-                item.finished.set()
+                item.settle()
             return
         for item, result in zip(batch, results, strict=True):
             item.result, item.done = result, True
-            item.finished.set()
+            item.settle()
+
+    def _patience(self, conn: sqlite3.Connection, busy_ms: int) -> None:
+        """Set this thread's busy timeout to ``busy_ms`` unless it is that already (within
+        50 ms): most requests arrive with the whole budget and need no PRAGMA at all."""
+        if abs(getattr(self._local, "busy_ms", -1) - busy_ms) > 50:
+            conn.execute(f"PRAGMA busy_timeout={busy_ms}")
+            self._local.busy_ms = busy_ms
 
     def _write(self, conn: sqlite3.Connection, item: _Pending, now: float) -> EnqueueResult | None:
         if item.rejection is not None:
@@ -537,7 +698,24 @@ class SQLiteQueue:
                     (d.endpoint, d.dedupe_key),
                 ).fetchone()
                 return EnqueueResult(Enqueued.DUPLICATE, row[0])
-        conn.execute(
+        if item.engine == "sqlite":
+            conn.execute(
+                _APPEND_INGEST,
+                (
+                    d.id,
+                    d.endpoint,
+                    d.scheme,
+                    d.event_type,
+                    d.dedupe_key,
+                    d.received_at,
+                    json.dumps(list(d.headers)),
+                    d.body,
+                    d.body_sha256,
+                    now,
+                ),
+            )
+            return EnqueueResult(Enqueued.NEW, d.id)
+        conn.execute(  # a broker carries it: its worker updates the row from another process
             _INSERT_DELIVERY,
             (
                 d.id,
@@ -573,6 +751,7 @@ class SQLiteQueue:
         token = uuid.uuid4().hex
         query, params = _earliest(endpoints)
         with self._transaction() as conn:
+            self._fold(conn)
             row = conn.execute(query, params).fetchone()
             if row is None or row[1] > now:
                 return None
@@ -600,6 +779,19 @@ class SQLiteQueue:
             )
         return Claimed(claimed_delivery(record), token)
 
+    def _fold(self, conn: sqlite3.Connection) -> int:
+        """Move the oldest ``FOLD_ROWS`` deliveries of the ingest log into ``deliveries`` (with
+        their indexes), inside the caller's write transaction; how many moved."""
+        last = conn.execute(
+            "SELECT seq FROM ingest ORDER BY seq LIMIT 1 OFFSET ?", (FOLD_ROWS - 1,)
+        ).fetchone()
+        if last is None:
+            last = conn.execute("SELECT max(seq) FROM ingest").fetchone()
+            if last is None or last[0] is None:
+                return 0
+        conn.execute(_FOLD_INGEST, (last[0],))
+        return conn.execute("DELETE FROM ingest WHERE seq <= ?", (last[0],)).rowcount
+
     def heartbeat(self, claimed: Claimed, lease_seconds: float) -> bool:
         """Extend the lease of a long handler; False if it was lost to another worker."""
         with self._transaction() as conn:
@@ -618,8 +810,7 @@ class SQLiteQueue:
     def retry_later(
         self, claimed: Claimed, delay: float, error: str, traceback: str | None
     ) -> bool:
-        """Record a failed attempt to run again in ``delay`` seconds; False if the lease was lost.
-        """
+        """Record a failed attempt, to run again in ``delay`` seconds; False if lease was lost."""
         return self._finish(claimed, "retrying", "failed", delay, error, traceback)
 
     def dead(self, claimed: Claimed, error: str, traceback: str | None) -> bool:
@@ -674,8 +865,11 @@ class SQLiteQueue:
     def next_due_in(self, endpoints: Collection[str] | None = None) -> float | None:
         """Seconds until the next delivery of ``endpoints`` (None: any) is due (0 if one is due
         now), None if none waits."""
+        conn = self._connection()
+        if conn.execute("SELECT 1 FROM ingest LIMIT 1").fetchone() is not None:
+            return 0.0  # not folded yet: the next claim folds it (whatever its endpoint)
         query, params = _earliest(endpoints)
-        row = self._connection().execute(query, params).fetchone()
+        row = conn.execute(query, params).fetchone()
         if row is None or row[0] is None:
             return None
         return max(0.0, float(row[1]) - time.time())
@@ -694,18 +888,26 @@ class SQLiteQueue:
         """Accepted deliveries, newest first (ties by id, descending); ``before``: only those
         after ``(received_at, id)`` in that order (the history's cursor)."""
         where, params = _filters(statuses, since, endpoint, before)
-        rows = (
-            self._connection()
-            .execute(
-                "SELECT id, endpoint, scheme, event_type, dedupe_key, received_at, status,"
-                " attempts, run_at, last_error, updated_at, length(body), body_sha256"
-                " FROM deliveries"
-                f" {where} ORDER BY received_at DESC, id DESC LIMIT ?",
-                (*params, limit),
-            )
-            .fetchall()
-        )
-        return [DeliveryRecord(*row) for row in rows]
+        conn = self._connection()
+        rows = conn.execute(
+            "SELECT id, endpoint, scheme, event_type, dedupe_key, received_at, status,"
+            " attempts, run_at, last_error, updated_at, length(body), body_sha256"
+            " FROM deliveries"
+            f" {where} ORDER BY received_at DESC, id DESC LIMIT ?",
+            (*params, limit),
+        ).fetchall()
+        if not statuses or "queued" in statuses:  # the ingest log holds queued ones only
+            ingest_where, ingest_params = _filters((), since, endpoint, before)
+            rows += [
+                row[:13]
+                for row in conn.execute(
+                    f"SELECT * FROM ({_INGEST_RECORD}) {ingest_where}"
+                    " ORDER BY received_at DESC, id DESC LIMIT ?",
+                    (*ingest_params, limit),
+                )
+            ]
+            rows.sort(key=lambda row: (row[5], row[0]), reverse=True)
+        return [DeliveryRecord(*row) for row in rows[:limit]]
 
     def rejections(
         self,
@@ -732,15 +934,16 @@ class SQLiteQueue:
 
     def match_ids(self, prefix: str, limit: int = 2) -> list[str]:
         """Up to ``limit`` delivery ids that start with ``prefix`` (two tell ambiguous)."""
-        rows = (
-            self._connection()
-            .execute(
-                "SELECT id FROM deliveries WHERE id >= ? AND id < ? ORDER BY id LIMIT ?",
+        conn = self._connection()
+        found = {
+            str(row[0])
+            for table in ("deliveries", "ingest")
+            for row in conn.execute(
+                f"SELECT id FROM {table} WHERE id >= ? AND id < ? ORDER BY id LIMIT ?",
                 (prefix, prefix + "\uffff", limit),
             )
-            .fetchall()
-        )
-        return [str(row[0]) for row in rows]
+        }
+        return sorted(found)[:limit]
 
     def get_rejection(self, rejection_id: int) -> RejectionRecord | None:
         """One rejected request, by the number ``history`` shows after its ``r``."""
@@ -758,12 +961,14 @@ class SQLiteQueue:
     def get(self, delivery_id: str) -> DeliveryRecord | None:
         """One delivery with headers, body and every attempt; ``delivery_id`` may be a prefix."""
         conn = self._connection()
+        span = (delivery_id, delivery_id + "\uffff")
         rows = conn.execute(
             "SELECT id, endpoint, scheme, event_type, dedupe_key, received_at, status, attempts,"
             " run_at, last_error, updated_at, length(body), body_sha256, headers, body"
             " FROM deliveries WHERE id >= ? AND id < ? LIMIT 2",
-            (delivery_id, delivery_id + "\uffff"),
+            span,
         ).fetchall()
+        rows += conn.execute(f"{_INGEST_RECORD} WHERE id >= ? AND id < ? LIMIT 2", span).fetchall()
         if len(rows) != 1:
             return None
         row = rows[0]
@@ -811,6 +1016,13 @@ class SQLiteQueue:
                 " updated_at = ?, lease_until = NULL, lease_token = NULL WHERE id = ?",
                 [(now, now, i) for i in ids],
             )
+            # Not folded yet: queued, with the whole attempt budget already.
+            if delivery_ids is not None:
+                ids += [
+                    row[0] for row in conn.execute(f"SELECT id FROM ingest WHERE {where}", params)
+                ]
+            elif "queued" in statuses:
+                ids += [row[0] for row in conn.execute("SELECT id FROM ingest")]
         return ids
 
     # -- the store side, for deliveries that a broker carries --------------------------------
@@ -884,8 +1096,12 @@ class SQLiteQueue:
 
     def counts(self) -> dict[str, int]:
         """How many deliveries are in each status."""
-        rows = self._connection().execute("SELECT status, COUNT(*) FROM deliveries GROUP BY status")
-        return {status: count for status, count in rows}
+        conn = self._connection()
+        counts = dict(conn.execute("SELECT status, COUNT(*) FROM deliveries GROUP BY status"))
+        waiting = conn.execute("SELECT COUNT(*) FROM ingest").fetchone()[0]
+        if waiting:
+            counts["queued"] = counts.get("queued", 0) + waiting
+        return {str(status): int(count) for status, count in counts.items()}
 
     def purge(
         self,
