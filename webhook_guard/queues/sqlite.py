@@ -273,15 +273,20 @@ class _Pending:
         self.engine = engine
         self.rejection = rejection
         self.done = False
-        self.finished = threading.Event()  # set by whoever committed (or failed) the batch
+        # Held until whoever commits (or fails) the batch releases it: a bare lock, since an
+        # Event (a Condition and its lock) costs more to make and set than the rest of the
+        # bookkeeping of a request, and most writers never wait on it (they lead the batch).
+        self.finished = threading.Lock()
+        self.finished.acquire()
         self.result: EnqueueResult | None = None
         self.error: BaseException | None = None
         # An event-loop caller's future, resolved on its loop once the batch is committed.
         self.future: asyncio.Future[None] | None = None
 
     def settle(self) -> None:
-        """Wake whoever waits for this write: a thread (``finished``) or a coroutine."""
-        self.finished.set()
+        """Wake whoever waits for this write: a thread (``finished``) or a coroutine. Called
+        once per item, by the thread that committed its batch."""
+        self.finished.release()
         future = self.future
         if future is not None:
             with contextlib.suppress(RuntimeError):  # the loop closed: nobody waits any more
@@ -515,9 +520,21 @@ class SQLiteQueue:
                 raise QueueUnavailable(f"{self.path}: no answer from the group commit in time")
         if item.error is not None:
             raise item.error
-        if item.engine == "sqlite" and item.result and item.result.status is Enqueued.NEW:
+        if self._wakes_consumer(item):
             self.enqueued.set()
         return item.result
+
+    def _wakes_consumer(self, item: _Pending) -> bool:
+        """Whether ``item`` stored a new delivery of this queue and the consumer's event is not
+        set yet (``set()`` takes a lock and notifies; the consumer clears the event before it
+        claims, so one set per wake-up is enough)."""
+        result = item.result
+        return (
+            item.engine == "sqlite"
+            and result is not None
+            and result.status is Enqueued.NEW
+            and not self.enqueued.is_set()
+        )
 
     def _wake_writer(self) -> None:
         """Start this process's writer thread on first use, and wake it."""
@@ -621,12 +638,12 @@ class SQLiteQueue:
                 )
             # A leader took it into its batch, whose busy wait ends by the earliest deadline
             # in the batch (this one's or sooner): its answer comes in time.
-            item.finished.wait(max(0.0, item.deadline - time.monotonic()) + 1.0)
+            item.finished.acquire(timeout=max(0.0, item.deadline - time.monotonic()) + 1.0)
             if not item.done:
                 raise QueueUnavailable(f"{self.path}: no answer from the group commit in time")
         if item.error is not None:
             raise item.error
-        if item.engine == "sqlite" and item.result and item.result.status is Enqueued.NEW:
+        if self._wakes_consumer(item):
             self.enqueued.set()
         return item.result
 
