@@ -243,3 +243,34 @@ def test_a_broker_queue_reserves_by_the_request_deadline_from_the_event_loop(
         refused_while_held = not released.is_set()
     assert refused_while_held and len(published) == 1  # only the first, before the lock
     store.close()
+
+
+def test_an_asgi_body_read_cancelled_by_someone_else_stays_cancelled() -> None:
+    """The deadline cancels the reading task from a timer; a cancel that is not the
+    deadline's (the server dropping the request) must reach the caller as CancelledError, and
+    after a deadline the task is left uncancelled (it goes on to send the 408)."""
+
+    async def never() -> ASGIMessage:
+        await asyncio.sleep(3600)
+        raise AssertionError("unreachable")
+
+    async def cancelled_from_outside() -> None:
+        async def read() -> bytes:
+            return await read_asgi_body(never, None, 10, deadline=time.monotonic() + 30)
+
+        task = asyncio.ensure_future(read())
+        await asyncio.sleep(0.05)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    async def deadline_then_more_work() -> str:
+        with pytest.raises(RequestTimeout):
+            await read_asgi_body(never, None, 10, deadline=time.monotonic() + 0.05)
+        task = asyncio.current_task()
+        assert task is not None and getattr(task, "cancelling", lambda: 0)() == 0
+        await asyncio.sleep(0.01)  # not cancelled again: the task goes on
+        return "answered"
+
+    asyncio.run(cancelled_from_outside())
+    assert asyncio.run(deadline_then_more_work()) == "answered"

@@ -157,3 +157,46 @@ def test_new_delivery_ids_are_unique_and_url_safe() -> None:
     ids = {new_delivery_id() for _ in range(1000)}
     assert len(ids) == 1000
     assert all(i.isalnum() and i.isascii() for i in ids)
+
+
+def test_delivery_ids_are_random_version_4_uuids_never_repeated_across_threads() -> None:
+    """Ids come from a shared buffer of OS randomness: 8 threads x 1000 ids (several refills)
+    are all distinct, and each is a valid version-4 RFC 4122 UUID in hex."""
+    import threading
+    import uuid
+
+    found: list[list[str]] = [[] for _ in range(8)]
+
+    def take(slot: int) -> None:
+        found[slot].extend(new_delivery_id() for _ in range(1000))
+
+    threads = [threading.Thread(target=take, args=(i,)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    ids = [i for part in found for i in part]
+    assert len(set(ids)) == 8000
+    for text in ids[::97]:
+        parsed = uuid.UUID(text)
+        assert parsed.hex == text and parsed.version == 4 and parsed.variant == uuid.RFC_4122
+
+
+def test_a_forked_child_never_repeats_its_parents_ids() -> None:
+    """The buffer is dropped in a forked child: a child and its parent, both drawing from a
+    buffer the parent had half used, produce different ids."""
+    import os
+
+    new_delivery_id()  # the parent's buffer now holds 255 unused ids
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its next ids, then exit without pytest's cleanup
+        os.close(read)
+        os.write(write, " ".join(new_delivery_id() for _ in range(5)).encode())
+        os._exit(0)
+    os.close(write)
+    with os.fdopen(read) as pipe:
+        child = pipe.read().split()
+    os.waitpid(pid, 0)
+    parent = [new_delivery_id() for _ in range(5)]
+    assert len(child) == 5 and not set(child) & set(parent)

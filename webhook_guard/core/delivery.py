@@ -6,7 +6,8 @@ import base64
 import binascii
 import hashlib
 import json
-import uuid
+import os
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,8 +36,44 @@ def claimed_delivery(row: Any) -> Delivery:
 
 
 def new_delivery_id() -> str:
-    """Our own id for an accepted request: unique, URL-safe, no secret in it."""
-    return uuid.uuid4().hex
+    """Our own id for an accepted request: unique, URL-safe, no secret in it. The same
+    format as ``uuid.uuid4().hex`` (a random version-4 UUID), from a buffer of the OS's
+    randomness: one ``os.urandom`` call per 256 ids instead of one per request. The call
+    releases the GIL, which on one core hands it to the store's writer thread in the middle
+    of every request (and costs a system call each time)."""
+    return _ids.next_hex()
+
+
+class _RandomIds:
+    """Version-4 UUIDs as hex, 256 at a time from ``os.urandom``; safe across threads, and
+    a forked child starts a buffer of its own (it must never repeat its parent's ids)."""
+
+    _BATCH = 256
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._buffer = b""
+        self._at = 0
+
+    def next_hex(self) -> str:
+        with self._lock:
+            if self._at >= len(self._buffer):
+                self._buffer, self._at = os.urandom(16 * self._BATCH), 0
+            raw = bytearray(self._buffer[self._at : self._at + 16])
+            self._at += 16
+        raw[6] = (raw[6] & 0x0F) | 0x40  # version 4, as uuid.UUID(bytes=..., version=4) sets
+        raw[8] = (raw[8] & 0x3F) | 0x80  # RFC 4122 variant
+        return raw.hex()
+
+    def forget(self) -> None:
+        """Drop what is left of the buffer (in a forked child, where it is the parent's)."""
+        self._lock = threading.Lock()
+        self._buffer, self._at = b"", 0
+
+
+_ids = _RandomIds()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_ids.forget)
 
 
 @dataclass(frozen=True)

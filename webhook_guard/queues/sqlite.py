@@ -283,14 +283,25 @@ class _Pending:
         # An event-loop caller's future, resolved on its loop once the batch is committed.
         self.future: asyncio.Future[None] | None = None
 
-    def settle(self) -> None:
-        """Wake whoever waits for this write: a thread (``finished``) or a coroutine. Called
-        once per item, by the thread that committed its batch."""
-        self.finished.release()
-        future = self.future
+
+def _settle(batch: list[_Pending]) -> None:
+    """Wake whoever waits for the writes of a committed (or failed) batch: each thread by its
+    lock, and each event loop once for all its coroutines (one ``call_soon_threadsafe``, a
+    write to the loop's wake-up pipe, per loop and batch rather than per request)."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
+    for item in batch:
+        item.finished.release()
+        future = item.future
         if future is not None:
-            with contextlib.suppress(RuntimeError):  # the loop closed: nobody waits any more
-                future.get_loop().call_soon_threadsafe(_resolve, future)
+            by_loop.setdefault(future.get_loop(), []).append(future)
+    for loop, futures in by_loop.items():
+        with contextlib.suppress(RuntimeError):  # the loop closed: nobody waits any more
+            loop.call_soon_threadsafe(_resolve_all, futures)
+
+
+def _resolve_all(futures: list[asyncio.Future[None]]) -> None:
+    for future in futures:
+        _resolve(future)
 
 
 def _resolve(future: asyncio.Future[None]) -> None:
@@ -672,11 +683,11 @@ class SQLiteQueue:
             )
             for item in batch:
                 item.error, item.done = failure, True
-                item.settle()
+            _settle(batch)
             return
         for item, result in zip(batch, results, strict=True):
             item.result, item.done = result, True
-            item.settle()
+        _settle(batch)
 
     def _patience(self, conn: sqlite3.Connection, busy_ms: int) -> None:
         """Set this thread's busy timeout to ``busy_ms`` unless it is that already (within
