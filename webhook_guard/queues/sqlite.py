@@ -353,6 +353,7 @@ class SQLiteQueue:
         self.enqueued = threading.Event()  # wakes this process's embedded worker
         self._writer: threading.Thread | None = None  # commits what event loops hand it
         self._writer_wake = threading.Event()
+        self._wake_pending: set[asyncio.AbstractEventLoop] = set()  # loops with a wake-up due
         self.rejections_dropped = 0  # rejections not recorded because the store was busy
         self._last_drop_warning = 0.0
 
@@ -374,6 +375,7 @@ class SQLiteQueue:
                     self.enqueued = threading.Event()
                     self._writer = None  # threads do not survive a fork
                     self._writer_wake = threading.Event()
+                    self._wake_pending = set()
                     self._pid = pid
 
     def _connection(self) -> sqlite3.Connection:
@@ -510,7 +512,12 @@ class SQLiteQueue:
         item.future = loop.create_future()
         with self._pending_lock:
             self._pending.append(item)
-        self._wake_writer()
+        if loop not in self._wake_pending:
+            # Wake the writer once per turn of the loop, after every request that is ready now
+            # has added its write: waking it at each append let it take the GIL at the loop's
+            # next system call and commit one or two rows at a time.
+            self._wake_pending.add(loop)
+            loop.call_soon(self._wake_for, loop)
         await _settled(loop, item.future, item.deadline - time.monotonic())
         if not item.done:
             with self._pending_lock:
@@ -546,6 +553,10 @@ class SQLiteQueue:
             and result.status is Enqueued.NEW
             and not self.enqueued.is_set()
         )
+
+    def _wake_for(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._wake_pending.discard(loop)
+        self._wake_writer()
 
     def _wake_writer(self) -> None:
         """Start this process's writer thread on first use, and wake it."""
