@@ -111,3 +111,24 @@ def test_empty_or_non_text_patterns_are_refused(bad: list[object]) -> None:
     """An empty pattern would match every header; a non-string is no pattern."""
     with pytest.raises((ValueError, TypeError)):
         normalise_patterns(bad)  # type: ignore[arg-type]
+
+
+def test_wsgi_headers_match_werkzeugs_request_headers() -> None:
+    """Read straight from the environ, the headers are Werkzeug's, name for name and in order
+    (the Flask adapter stores and verifies what Werkzeug would have handed it)."""
+    from werkzeug.datastructures import EnvironHeaders
+
+    from webhook_guard.core.headers import wsgi_headers
+
+    environ = {
+        "REQUEST_METHOD": "POST",
+        "CONTENT_TYPE": "application/json",
+        "CONTENT_LENGTH": "",  # empty: not a header
+        "HTTP_X_HUB_SIGNATURE_256": "sha256=ab",
+        "HTTP_CONTENT_TYPE": "text/plain",  # a CGI artefact Werkzeug skips
+        "HTTP_USER_AGENT": "GitHub-Hookshot/1",
+        "HTTP_X_GITHUB_EVENT": "push",
+        "SERVER_NAME": "h",
+    }
+    assert wsgi_headers(environ) == list(EnvironHeaders(environ).items())
+    assert wsgi_headers(environ)[1] == ("X-Hub-Signature-256", "sha256=ab")

@@ -54,6 +54,7 @@ from webhook_guard.core import outcome as outcomes
 from webhook_guard.core.body import check_buffered_body, read_wsgi_body
 from webhook_guard.core.config import GuardConfig
 from webhook_guard.core.guard import Guard, Handler, Outcome
+from webhook_guard.core.headers import wsgi_headers
 from webhook_guard.core.request import answer
 from webhook_guard.exceptions import ConfigurationError, IncompleteBody, MethodNotAllowed
 
@@ -321,7 +322,7 @@ class _FlaskRequest:
         self.method = request.method
         self.path = request.path
         self.remote_addr = request.remote_addr
-        self.headers = list(request.headers.items())
+        self.headers = wsgi_headers(request.environ)
 
     def read_body(self, cap: int) -> bytes:
         request = self._request
