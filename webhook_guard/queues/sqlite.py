@@ -86,6 +86,12 @@ REJECTION_BUDGET_SECONDS = 0.05
 # writer waiting for the lock gets it between chunks.
 PURGE_TRANSACTION_SECONDS = 0.03
 PURGE_PAUSE_SECONDS = 0.12
+# WAL pages after which a commit runs a checkpoint, with "process" durability (SQLite's own
+# default, 1 000, with "power"). Every request waiting on that commit waits for the checkpoint
+# and its two fsyncs; a quarter of the pages a time halves that wait (ASGI p99 at 16
+# connections 9.5-10 -> 4.6-5 ms in-process) at the same throughput, while with "power"
+# durability, whose every commit already fsyncs, the extra checkpoints cost throughput.
+PROCESS_AUTOCHECKPOINT_PAGES = 250
 
 
 # Raised whenever _SCHEMA changes, so existing files get the new tables and indexes.
@@ -415,7 +421,11 @@ class SQLiteQueue:
         except sqlite3.Error as error:
             conn.close()
             raise QueueUnavailable(f"{self.path}: {error}") from error
-        conn.execute("PRAGMA synchronous=" + ("FULL" if self.durability == "power" else "NORMAL"))
+        if self.durability == "power":
+            conn.execute("PRAGMA synchronous=FULL")
+        else:
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute(f"PRAGMA wal_autocheckpoint={PROCESS_AUTOCHECKPOINT_PAGES}")
         return conn
 
     def _prepare(self, conn: sqlite3.Connection) -> None:
