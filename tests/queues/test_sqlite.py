@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import multiprocessing
 import os
 import sqlite3
@@ -445,3 +446,31 @@ def test_a_rejection_recorded_from_the_event_loop_lands_or_is_counted(tmp_path: 
         blocker.execute("ROLLBACK")
         blocker.close()
     assert queue.rejections_dropped == 1 and len(queue.rejections()) == 1
+
+
+def test_an_idle_writer_ends_and_closes_its_files_and_the_next_write_starts_another(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A queue used from an event loop and then left alone keeps no thread and no open file
+    (a test suite or a script makes many); a write after that is served by a new writer."""
+    from webhook_guard.queues import sqlite as module
+
+    monkeypatch.setattr(module, "WRITER_IDLE_SECONDS", 0.05)
+    path = tmp_path / "q.db"
+    queue = SQLiteQueue(path)
+
+    def open_files() -> int:
+        found = 0
+        for fd in os.listdir("/proc/self/fd"):
+            with contextlib.suppress(OSError):  # the listing's own descriptor, closed by now
+                found += os.readlink(f"/proc/self/fd/{fd}").startswith(str(path))
+        return found
+
+    first = asyncio.run(queue.aenqueue(_delivery()))
+    writer = queue._writer
+    assert writer is not None and open_files() >= 1
+    writer.join(10)
+    assert not writer.is_alive() and queue._writer is None and open_files() == 0
+    second = asyncio.run(queue.aenqueue(_delivery()))
+    assert {r.status for r in (first, second)} == {Enqueued.NEW}
+    assert sum(queue.counts().values()) == 2

@@ -81,6 +81,8 @@ BUSY_TIMEOUT_MS = 5000
 MIN_STORE_WAIT_SECONDS = 0.1
 # Recording a rejection waits at most this long for the store; then it is dropped (and counted).
 REJECTION_BUDGET_SECONDS = 0.05
+# The writer thread that commits for event loops ends after this long with nothing to write.
+WRITER_IDLE_SECONDS = 5.0
 # Maintenance (purge) holds the write lock this long at most per transaction (a little more for
 # the first chunk), then pauses longer than SQLite's longest busy-handler sleep (100 ms), so a
 # writer waiting for the lock gets it between chunks.
@@ -583,18 +585,38 @@ class SQLiteQueue:
 
     def _write_forever(self) -> None:
         """The writer thread: whenever woken, commit everything pending in one transaction
-        (under the same commit lock as threads that commit for themselves)."""
+        (under the same commit lock as threads that commit for themselves). After
+        ``WRITER_IDLE_SECONDS`` with nothing to write it closes its connection and ends (a
+        queue used once, as in a test or a short script, leaves no thread and no open file
+        behind); the next write starts another."""
+        me = threading.current_thread()
         wake = self._writer_wake
-        while True:
-            wake.wait()
-            wake.clear()
+        try:
             while True:
-                with self._commit_lock:
-                    with self._pending_lock:
-                        batch, self._pending = self._pending, []
-                    if not batch:
-                        break
-                    self._commit(batch)
+                if not wake.wait(WRITER_IDLE_SECONDS) and self._retire(me):
+                    return
+                wake.clear()
+                while True:
+                    with self._commit_lock:
+                        with self._pending_lock:
+                            batch, self._pending = self._pending, []
+                        if not batch:
+                            break
+                        self._commit(batch)
+        finally:
+            self.close()  # this thread's connection
+
+    def _retire(self, me: threading.Thread) -> bool:
+        """Whether the idle writer ``me`` may end: nothing is pending, and it is no longer the
+        writer. Decided under the pending lock, so a write appended afterwards finds no writer
+        and starts one, and a write appended before keeps this one."""
+        with self._guard_lock, self._pending_lock:
+            if self._writer is not me:
+                return True  # replaced (after a fork, or it was thought dead)
+            if self._pending:
+                return False
+            self._writer = None
+            return True
 
     def _enqueue_by(self, delivery: Delivery, deadline: float) -> EnqueueResult:
         result = self._submit(_Pending(deadline, delivery=delivery))
