@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.queues.engines import check_worker_cli, running
-from tests.servers import BIN
+from tests.queues.engines import STALL_APP, check_worker_cli, running
+from tests.servers import BIN, ROOT
 from webhook_guard.exceptions import ConfigurationError
 
 pytest.importorskip("procrastinate")
@@ -51,27 +51,6 @@ def test_the_repr_names_the_database_never_its_password(tmp_path: Path) -> None:
     assert "hunter2" not in repr(queue) and "db:5432/shop" in repr(queue)
 
 
-# A Guard module for a worker that blocks in its handler while the file SLOW exists.
-STALL_APP = """
-import os, time
-from webhook_guard import Guard
-from webhook_guard.queues import open_queue
-
-guard = Guard({secret!r}, queue=open_queue(os.environ["WEBHOOK_GUARD_QUEUE"]), endpoint="kill9",
-              worker="external")
-
-
-@guard.on()
-def handle(delivery):
-    with open("runs.log", "a") as log:
-        log.write(f"start {{delivery.id}} {{delivery.attempt}}\\n")
-    while os.path.exists("SLOW"):
-        time.sleep(0.05)
-    with open("runs.log", "a") as log:
-        log.write(f"done {{delivery.id}}\\n")
-"""
-
-
 @pytest.mark.timeout(120)
 def test_a_worker_killed_mid_handler_leaves_its_job_doing_until_retry_stalled_jobs(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -97,7 +76,8 @@ def test_a_worker_killed_mid_handler_leaves_its_job_doing_until_retry_stalled_jo
         (tmp_path / "SLOW").touch()
         runs = tmp_path / "runs.log"
         env = {
-            **{k: v for k, v in os.environ.items() if k != "PYTHONPATH"},
+            **os.environ,
+            "PYTHONPATH": f"{tmp_path}{os.pathsep}{ROOT}",  # this tree's webhook_guard
             "WEBHOOK_GUARD_QUEUE": engine.queue_url(),
             "WEBHOOK_GUARD_APP": "stall_app:guard",
         }

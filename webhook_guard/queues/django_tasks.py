@@ -15,7 +15,10 @@ own worker runs the tasks, e.g. the database backend's::
 
 The task itself fails only when the worker cannot run the delivery now (no Guard for its
 endpoint, the store down): it enqueues itself again ``REDELIVER_SECONDS`` later, at most
-``REDELIVER_ATTEMPTS`` times (the tasks framework has no retries of its own).
+``REDELIVER_ATTEMPTS`` times (the tasks framework has no retries of its own). A worker killed
+mid-task leaves it running for good (django-tasks-db never runs a started task again):
+``DjangoTasksQueue.requeue_abandoned`` (``BrokerQueue``'s) publishes such deliveries again from
+our store.
 
 Django's settings must be configured (``DJANGO_SETTINGS_MODULE``) before this module is
 imported, and ``TASKS`` must have a ``default`` backend (the task is declared on it, then
