@@ -274,3 +274,19 @@ def test_an_asgi_body_read_cancelled_by_someone_else_stays_cancelled() -> None:
 
     asyncio.run(cancelled_from_outside())
     assert asyncio.run(deadline_then_more_work()) == "answered"
+
+
+def test_a_store_waits_its_budget_or_the_request_deadline_but_never_less_than_the_minimum() -> None:
+    """store_deadline: the budget outside a request, the request's deadline when sooner, and
+    MIN_STORE_WAIT_SECONDS from now when the request's deadline has passed."""
+    from webhook_guard.core.deadline import MIN_STORE_WAIT_SECONDS, store_deadline
+
+    now = time.monotonic()
+    assert store_deadline(5.0) - now == pytest.approx(5.0, abs=0.05)
+    with deadline_after(0.5) as request:
+        assert store_deadline(5.0) == request
+        assert store_deadline(0.2) < request
+    with deadline_after(0.0):
+        assert store_deadline(5.0) - time.monotonic() == pytest.approx(
+            MIN_STORE_WAIT_SECONDS, abs=0.05
+        )

@@ -907,6 +907,28 @@ def handle(delivery):
 """
 
 
+# A Guard module (endpoint "kill9") whose handler logs its start to runs.log, blocks while the
+# file SLOW exists in the current directory, then logs "done": a worker to kill mid-handler.
+STALL_APP = """
+import os, time
+from webhook_guard import Guard
+from webhook_guard.queues import open_queue
+
+guard = Guard({secret!r}, queue=open_queue(os.environ["WEBHOOK_GUARD_QUEUE"]), endpoint="kill9",
+              worker="external")
+
+
+@guard.on()
+def handle(delivery):
+    with open("runs.log", "a") as log:
+        log.write(f"start {{delivery.id}} {{delivery.attempt}}\\n")
+    while os.path.exists("SLOW"):
+        time.sleep(0.05)
+    with open("runs.log", "a") as log:
+        log.write(f"done {{delivery.id}}\\n")
+"""
+
+
 def check_worker_cli(harness: Harness, command: list[str], *, pythonpath: bool = True) -> None:
     """Run ``command`` (the engine's documented worker CLI) in a fresh process, with
     WEBHOOK_GUARD_QUEUE set to the harness's URL and WEBHOOK_GUARD_APP naming a Guard module:

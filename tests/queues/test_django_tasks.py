@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.queues.engines import check_worker_cli, running
+from tests.queues.engines import STALL_APP, check_worker_cli, running
 from webhook_guard.exceptions import ConfigurationError, QueueUnavailable
 
 pytest.importorskip("django_tasks")
@@ -101,3 +101,92 @@ def test_a_backend_that_cannot_defer_says_so_and_an_unknown_one_is_unavailable(
         DjangoTasksQueue("immediate", store).publish(envelope, 1.0)
     with pytest.raises(QueueUnavailable, match="no TASKS backend 'nowhere'"):
         DjangoTasksQueue("nowhere", store).publish(envelope)
+
+
+@pytest.mark.timeout(120)
+def test_a_worker_killed_mid_handler_is_recovered_by_requeue_abandoned(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`manage.py db_worker` killed with SIGKILL inside a handler: its task stays RUNNING and
+    our store says `processing`, and a new db_worker never takes it (django-tasks-db has no
+    heartbeat or stalled-task recovery); requeue_abandoned publishes it again as the next
+    attempt, the dead one recorded as failed, and the new worker runs it to the end once."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    from django_tasks_db.models import DBTaskResult
+
+    from tests.adapters.transports_django import TASKS_DATABASE
+    from tests.queues.engines import SECRET, accepted_id, receive, store_of
+    from tests.servers import ROOT, stop, wait_until
+    from webhook_guard import Guard
+
+    with running("django-tasks", "sqlite", tmp_path, monkeypatch) as engine:
+        (tmp_path / "e2e_settings.py").write_text(SETTINGS)
+        (tmp_path / "manage.py").write_text(MANAGE)
+        (tmp_path / "stall_app.py").write_text(STALL_APP.format(secret=SECRET))
+        (tmp_path / "SLOW").touch()
+        runs = tmp_path / "runs.log"
+        log = tmp_path / "worker.log"
+        env = {
+            **os.environ,
+            "PYTHONPATH": f"{tmp_path}{os.pathsep}{ROOT}",  # this tree's webhook_guard
+            "WEBHOOK_GUARD_QUEUE": engine.queue_url(),
+            "WEBHOOK_GUARD_APP": "stall_app:guard",
+        }
+        command = [sys.executable, "manage.py", "db_worker", f"--queue-name={engine.queue_name}"]
+        command += ["--interval=0.1", "--no-startup-delay", "--no-reload"]
+        queue = engine.open()
+        sender = Guard(SECRET, queue=queue, endpoint="kill9", worker="external")
+        delivery_id = accepted_id(receive(sender, b'{"n": 1}'))
+
+        def worker() -> subprocess.Popen[bytes]:
+            with open(log, "ab") as out:
+                return subprocess.Popen(
+                    command,
+                    cwd=tmp_path,
+                    env=env,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+
+        def lines() -> list[str]:
+            return runs.read_text().splitlines() if runs.exists() else []
+
+        def task_statuses() -> list[str]:
+            tasks = DBTaskResult.objects.using(TASKS_DATABASE).filter(queue_name=engine.queue_name)
+            return sorted(str(task.status) for task in tasks.order_by("enqueued_at"))
+
+        first = worker()
+        assert wait_until(lambda: lines() == [f"start {delivery_id} 1"], 60), log.read_text()
+        os.killpg(first.pid, signal.SIGKILL)
+        first.wait(10)
+        assert task_statuses() == ["RUNNING"]
+        assert store_of(sender).get(delivery_id).status == "processing"
+        # An attempt younger than older_than is left alone (its worker may be alive).
+        assert queue.requeue_abandoned(3600) == []
+        (tmp_path / "SLOW").unlink()
+        second = worker()
+        try:
+            time.sleep(1.5)  # the new worker polls every 0.1 s: it leaves the RUNNING task alone
+            assert lines() == [f"start {delivery_id} 1"] and task_statuses() == ["RUNNING"]
+            # 1 s: this test knows the worker is dead; in production, above handler_timeout.
+            assert queue.requeue_abandoned(1.0) == [delivery_id]
+            assert wait_until(lambda: len(lines()) == 3, 60), log.read_text()
+            assert wait_until(lambda: "SUCCESSFUL" in task_statuses(), 30)
+        finally:
+            stop(second)
+        assert lines() == [
+            f"start {delivery_id} 1",
+            f"start {delivery_id} 2",
+            f"done {delivery_id}",
+        ]
+        record = store_of(sender).get(delivery_id)
+        assert record.status == "processed"
+        assert [a.outcome for a in record.attempt_log] == ["failed", "processed"]
+        assert "abandoned" in (record.attempt_log[0].error or "")
+        assert queue.requeue_abandoned(1.0) == []  # nothing twice
+        assert task_statuses() == ["RUNNING", "SUCCESSFUL"]  # the dead one stays RUNNING

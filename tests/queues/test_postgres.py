@@ -391,6 +391,71 @@ def test_a_held_lock_is_queue_unavailable_within_the_statement_timeout(
     assert queue.enqueue(_delivery("held")).status is Enqueued.NEW
 
 
+def test_a_request_near_its_deadline_gets_its_503_by_the_deadline(
+    make_queue: MakeQueue, schema: str
+) -> None:
+    """Another session holds the deliveries table: a request with 0.5 s left is answered 503 +
+    Retry-After by its deadline (sync and from the event loop), not after the store's 5 s
+    budget; once the lock is gone the same delivery is accepted."""
+    import psycopg
+
+    from tests.contract import SECRET, contract_guard
+    from tests.services import POSTGRES_ADMIN_URL
+    from webhook_guard.core.deadline import deadline_after
+    from webhook_guard.testing import sign_request
+
+    queue = make_queue()  # statement_timeout_ms: the default 5000
+    assert queue.statement_timeout_ms == 5000
+    guard = contract_guard("cloudaipilot", queue, endpoint="pg-deadline", clock=time.time)
+    queue.enqueue(_delivery("warm-up"))  # the schema and a pooled connection exist
+    body = b'{"event": "held"}'
+    headers = sign_request("cloudaipilot", SECRET, body)
+
+    async def receive_async() -> Any:
+        with deadline_after(0.5):
+            return await guard.areceive("POST", "/x", headers, body)
+
+    with psycopg.connect(POSTGRES_ADMIN_URL) as admin:  # a transaction, left open
+        admin.execute(f'LOCK TABLE "{schema}".deliveries IN EXCLUSIVE MODE')
+        for receive in (
+            lambda: guard.receive("POST", "/x", headers, body),
+            lambda: asyncio.run(receive_async()),
+        ):
+            started = time.monotonic()
+            with deadline_after(0.5):
+                answer = receive()
+            elapsed = time.monotonic() - started
+            assert answer.status == 503, answer.body
+            assert json.loads(answer.body) == {"error": "queue_unavailable"}
+            assert any(name.lower() == "retry-after" for name, _ in answer.headers)
+            # Well before the 5 s budget: the deadline (0.5 s) plus a generous margin.
+            assert elapsed < 2.5, elapsed
+        admin.rollback()
+    with deadline_after(0.5):
+        assert guard.receive("POST", "/x", headers, body).status == 200
+    guard.close()
+
+
+def test_outside_a_request_the_store_waits_its_whole_budget(
+    make_queue: MakeQueue, schema: str
+) -> None:
+    """No request deadline (a worker, the CLI): a held lock is waited for up to
+    statement_timeout_ms, so the deadline test above measures the request's deadline."""
+    import psycopg
+
+    from tests.services import POSTGRES_ADMIN_URL
+
+    queue = make_queue(statement_timeout_ms=1500)
+    queue.enqueue(_delivery("warm-up"))
+    with psycopg.connect(POSTGRES_ADMIN_URL) as admin:
+        admin.execute(f'LOCK TABLE "{schema}".deliveries IN EXCLUSIVE MODE')
+        started = time.monotonic()
+        with pytest.raises(QueueUnavailable, match="statement timeout"):
+            queue.enqueue(_delivery("held"))
+        assert time.monotonic() - started >= 1.4
+        admin.rollback()
+
+
 def test_waiting_for_a_connection_counts_against_the_same_budget(
     make_queue: MakeQueue, schema: str
 ) -> None:

@@ -50,6 +50,9 @@ def test_a_restarted_server_answers_503_then_recovers_and_loses_nothing(
         worker="embedded",
         clock=time.time,
         retry=RetryPolicy(max_attempts=5, base_seconds=0.05, cap_seconds=0.2),
+        # A claim the server committed just as it stopped never reaches the consumer: that
+        # delivery comes back when its lease expires (60 s by default, longer than the wait).
+        lease_seconds=2.0,
     )
 
     @guard.on()

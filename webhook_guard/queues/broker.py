@@ -18,6 +18,7 @@ import importlib
 import logging
 import os
 import sys
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -27,7 +28,7 @@ from webhook_guard.core.delivery import Delivery
 from webhook_guard.core.processing import run_attempt
 from webhook_guard.core.queue import Enqueued, EnqueueResult, Rejection
 from webhook_guard.core.records import AttemptResult
-from webhook_guard.core.store import DeliveryStore
+from webhook_guard.core.store import DeliveryStore, HistoryReader
 from webhook_guard.exceptions import ConfigurationError, QueueUnavailable
 
 if TYPE_CHECKING:
@@ -118,6 +119,43 @@ class BrokerQueue(ABC):
                     f"{self.engine}: replayed {count} of {len(ids)}: {error}"
                 ) from error
         return len(ids)
+
+    def requeue_abandoned(self, older_than: float, *, endpoint: str | None = None) -> list[str]:
+        """Publish again, as their next attempt, the deliveries whose attempt started more than
+        ``older_than`` seconds ago and never ended: their worker died mid-handler (``kill -9``,
+        a lost host) on an engine that never runs a started task again (django-tasks-db; on
+        procrastinate, ``retry_stalled_jobs``). Returns their ids. The dead attempt is recorded
+        as failed ("abandoned"), so the next sweep leaves the delivery alone.
+
+        ``older_than`` must exceed the Guard's ``handler_timeout`` (300 s by default): a live
+        worker records every attempt, a timed-out one included, within it, so only an attempt
+        whose worker is gone is that old. Run it from cron or a periodic task, on the store of
+        one engine (or name the ``endpoint``)."""
+        if not isinstance(self.store, HistoryReader):
+            raise ConfigurationError(f"{self.store!r} cannot list deliveries")
+        cutoff = time.time() - older_than
+        abandoned: list[str] = []
+        before: tuple[float, str] | None = None
+        while True:
+            page = self.store.deliveries(
+                statuses=("processing",), endpoint=endpoint, limit=200, before=before
+            )
+            for record in page:
+                if record.updated_at >= cutoff:
+                    continue
+                envelope = record.delivery().to_envelope()
+                # Published before it is recorded, as process_envelope does: a crash in between
+                # runs it twice rather than never.
+                self.publish({**envelope, "attempt": record.attempts + 1})
+                reason = f"abandoned: no result {older_than:g} s after the attempt started"
+                self.store.attempt_finished(
+                    record.id, record.attempts, AttemptResult("retrying", delay=0.0, error=reason)
+                )
+                logger.warning("delivery %s: %s; published again", record.id, reason)
+                abandoned.append(record.id)
+            if len(page) < 200:
+                return abandoned
+            before = (page[-1].received_at, page[-1].id)
 
     def close(self) -> None:  # noqa: B027 - engines without a connection to close keep this
         """Close the broker connection, if the engine holds one."""

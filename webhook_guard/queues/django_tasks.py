@@ -15,7 +15,10 @@ own worker runs the tasks, e.g. the database backend's::
 
 The task itself fails only when the worker cannot run the delivery now (no Guard for its
 endpoint, the store down): it enqueues itself again ``REDELIVER_SECONDS`` later, at most
-``REDELIVER_ATTEMPTS`` times (the tasks framework has no retries of its own).
+``REDELIVER_ATTEMPTS`` times (the tasks framework has no retries of its own). A worker killed
+mid-task leaves it running for good (django-tasks-db never runs a started task again):
+``DjangoTasksQueue.requeue_abandoned`` (``BrokerQueue``'s) publishes such deliveries again from
+our store.
 
 Django's settings must be configured (``DJANGO_SETTINGS_MODULE``) before this module is
 imported, and ``TASKS`` must have a ``default`` backend (the task is declared on it, then
@@ -158,25 +161,35 @@ class DjangoTasksQueue(BrokerQueue):
                     "use one that does, e.g. django_tasks_db.DatabaseBackend"
                 )
             options["run_after"] = datetime.now(timezone.utc) + timedelta(seconds=delay)
-        try:
-            process.using(**options).enqueue(envelope)
-        except Exception as error:
-            _close_broken_connections()
-            raise QueueUnavailable(f"django-tasks: {self!r}: {error}") from error
+        for retried in (False, True):
+            try:
+                process.using(**options).enqueue(envelope)
+                return
+            except Exception as error:
+                # A connection opened before a database restart is dead: enqueue once more on
+                # a fresh one, so the restart costs no request its 200 (as the PostgreSQL
+                # queue does). A database still down fails again, with its own error.
+                if _close_broken_connections() and not retried:
+                    continue
+                raise QueueUnavailable(f"django-tasks: {self!r}: {error}") from error
 
 
-def _close_broken_connections() -> None:
+def _close_broken_connections() -> bool:
     """After a failed enqueue, drop this thread's unusable database connections, so that the
-    next request connects afresh once the database is back (Django does it between requests
-    only, and a web server outside Django's request cycle, or a worker, never would)."""
+    next attempt connects afresh once the database is back (Django does it between requests
+    only, and a web server outside Django's request cycle, or a worker, never would). True
+    when one was dropped."""
+    dropped = False
     try:
         from django.db import connections
 
         for connection in connections.all(initialized_only=True):
-            if not connection.in_atomic_block:
+            if not connection.in_atomic_block and connection.connection is not None:
                 connection.close_if_unusable_or_obsolete()
+                dropped = dropped or connection.connection is None
     except Exception:
         logger.debug("could not close database connections", exc_info=True)
+    return dropped
 
 
 def from_url(url: str) -> DjangoTasksQueue:

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import json
 import logging
 import os
@@ -50,6 +51,7 @@ except ImportError as error:  # pragma: no cover - depends on the environment
     ) from error
 
 from webhook_guard.core import events
+from webhook_guard.core.deadline import store_deadline
 from webhook_guard.core.delivery import Delivery, claimed_delivery, decode_headers
 from webhook_guard.core.queue import Enqueued, EnqueueResult, Rejection
 from webhook_guard.core.records import (
@@ -334,15 +336,17 @@ class PostgresQueue:
         wait: float | None = None,
     ) -> T:
         """``work(connection)`` on a pooled connection, answered within the statement timeout
-        in all (waiting for a free connection, connecting and the statement itself); every
-        psycopg error becomes ``QueueUnavailable``. A broken connection is dropped, with every
-        idle one (after a server restart they are all dead), and ``work`` runs once more on a
-        fresh connection when the broken one was an old one: a restart costs no request its
-        200. ``wait``: how long to wait for a free connection at most."""
+        in all (waiting for a free connection, connecting and the statement itself), or by the
+        request's deadline if that is sooner (``core.deadline.store_deadline``: a request is
+        answered 503 in time, not after the store's whole budget); every psycopg error becomes
+        ``QueueUnavailable``. A broken connection is dropped, with every idle one (after a
+        server restart they are all dead), and ``work`` runs once more on a fresh connection
+        when the broken one was an old one: a restart costs no request its 200. ``wait``: how
+        long to wait for a free connection at most."""
         self._after_fork()
         pool = self._pool
-        budget = self.statement_timeout_ms / 1000
-        deadline = time.monotonic() + budget
+        deadline = store_deadline(self.statement_timeout_ms / 1000)
+        budget = max(0.0, deadline - time.monotonic())
         wait = budget if wait is None else min(wait, budget)
         if not pool.slots.acquire(timeout=wait):
             raise QueueUnavailable(
@@ -390,7 +394,7 @@ class PostgresQueue:
         if left <= 0.01:
             raise QueueUnavailable(
                 f"postgresql store {self.where}: no time left within "
-                f"{self.statement_timeout_ms} ms (statement_timeout_ms)"
+                f"{self.statement_timeout_ms} ms (statement_timeout_ms) or the request's deadline"
             )
         if left * 1000 >= self.statement_timeout_ms - 50:
             return work(conn)  # the common case: no wait, no extra round trip
@@ -424,8 +428,12 @@ class PostgresQueue:
         return self.reserve(delivery, ENGINE)
 
     async def aenqueue(self, delivery: Delivery) -> EnqueueResult:
-        """``enqueue`` in a thread: the event loop never waits for PostgreSQL."""
-        return await asyncio.get_running_loop().run_in_executor(None, self.enqueue, delivery)
+        """``enqueue`` in a thread: the event loop never waits for PostgreSQL. It runs in the
+        request's context, so it ends by the request's deadline, executor queueing included."""
+        context = contextvars.copy_context()
+        return await asyncio.get_running_loop().run_in_executor(
+            None, context.run, self.enqueue, delivery
+        )
 
     def record_rejection(self, rejection: Rejection) -> None:
         """Best effort: never waits for a free connection, gives up after

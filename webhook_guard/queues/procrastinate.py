@@ -18,10 +18,15 @@ in. As on every engine, a job that cannot be deferred releases the reservation a
 gets 503, so it sends again.
 The store defaults to SQLite at ``WEBHOOK_GUARD_DB`` (one host); ``?store=redis://...`` shares
 it across machines.
+
+A worker killed mid-job (``kill -9``, a lost host) leaves its job ``doing``, and procrastinate
+3 never runs such a job again by itself: ``retry_stalled_jobs`` (run it every minute or so, from
+cron or a periodic task) puts the jobs of workers whose heartbeat stopped back in the queue.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import threading
@@ -43,7 +48,16 @@ from webhook_guard.exceptions import ConfigurationError, QueueUnavailable
 from webhook_guard.queues.broker import QUEUE_ENV, BrokerQueue, process_envelope
 from webhook_guard.stores import open_store
 
-__all__ = ["QUEUE_NAME", "TASK", "ProcrastinateQueue", "app", "from_url", "process"]
+__all__ = [
+    "QUEUE_NAME",
+    "STALLED_SECONDS",
+    "TASK",
+    "ProcrastinateQueue",
+    "app",
+    "from_url",
+    "process",
+    "retry_stalled_jobs",
+]
 
 logger = logging.getLogger("webhook_guard.queues")
 
@@ -57,6 +71,9 @@ POOL_MAX_SIZE = 4
 # for its endpoint): procrastinate runs it again this often, this many times.
 REDELIVER_SECONDS = 10.0
 REDELIVER_ATTEMPTS = 30
+# A worker whose heartbeat is older than this is taken for dead (procrastinate's own default:
+# its workers beat every 10 s, so a live one is never taken for dead).
+STALLED_SECONDS = 30.0
 _SCHEMES = ("procrastinate+postgresql", "procrastinate+postgres")
 
 
@@ -96,9 +113,7 @@ app = procrastinate.App(
 @app.task(
     name=TASK,
     queue=QUEUE_NAME,
-    retry=procrastinate.RetryStrategy(
-        max_attempts=REDELIVER_ATTEMPTS, wait=int(REDELIVER_SECONDS)
-    ),
+    retry=procrastinate.RetryStrategy(max_attempts=REDELIVER_ATTEMPTS, wait=int(REDELIVER_SECONDS)),
 )
 def process(envelope: dict[str, Any]) -> None:
     """The procrastinate job: one attempt at one delivery (retries are deferred by
@@ -172,3 +187,38 @@ def from_url(url: str) -> ProcrastinateQueue:
     """``procrastinate+postgresql://user@host:5432/db`` with ``?queue=`` and ``?store=``."""
     dsn, store, queue = split_url(url)
     return ProcrastinateQueue(dsn, open_store(store), queue_name=queue or QUEUE_NAME)
+
+
+def retry_stalled_jobs(
+    queue: ProcrastinateQueue, *, seconds_since_heartbeat: float = STALLED_SECONDS
+) -> int:
+    """Put our jobs that a dead worker left ``doing`` on ``queue`` back in the queue; return how
+    many. A worker is dead when its heartbeat is older than ``seconds_since_heartbeat`` (keep it
+    above procrastinate's heartbeat interval, 10 s). The delivery then runs again as the same
+    attempt: handlers must be idempotent, as after any crash. Synchronous (cron, a management
+    command, a thread); from a coroutine, run it in a thread."""
+
+    async def retry() -> int:
+        stalled_app = procrastinate.App(
+            connector=procrastinate.PsycopgConnector(
+                conninfo=queue.dsn, kwargs={"connect_timeout": CONNECT_TIMEOUT}
+            )
+        )
+        async with stalled_app.open_async():
+            manager = stalled_app.job_manager
+            jobs = list(
+                await manager.get_stalled_jobs(
+                    queue=queue.queue_name,
+                    task_name=TASK,
+                    seconds_since_heartbeat=seconds_since_heartbeat,
+                )
+            )
+            for job in jobs:
+                logger.warning("procrastinate job %s of a dead worker: queued again", job.id)
+                await manager.retry_job(job)
+            return len(jobs)
+
+    try:
+        return asyncio.run(retry())
+    except (procrastinate_exceptions.ProcrastinateException, psycopg.Error, OSError) as error:
+        raise QueueUnavailable(f"procrastinate: {queue!r}: {error}") from error

@@ -40,7 +40,7 @@ from dataclasses import replace
 from typing import Any, Literal
 
 from webhook_guard.core import events
-from webhook_guard.core.deadline import current_deadline
+from webhook_guard.core.deadline import store_deadline
 from webhook_guard.core.delivery import Delivery, claimed_delivery, decode_headers
 from webhook_guard.core.queue import Enqueued, EnqueueResult, Rejection
 from webhook_guard.core.records import (  # re-exported: their home before they moved to the core
@@ -77,8 +77,6 @@ logger = logging.getLogger("webhook_guard.queues")
 # Below the sender's usual 10 s timeout, so a locked database answers 503 instead of timing out:
 # every request gets its answer within this budget, however many wait for one commit.
 BUSY_TIMEOUT_MS = 5000
-# A request whose deadline has (nearly) passed still waits this long for a free store.
-MIN_STORE_WAIT_SECONDS = 0.1
 # Recording a rejection waits at most this long for the store; then it is dropped (and counted).
 REJECTION_BUDGET_SECONDS = 0.05
 # The writer thread that commits for event loops ends after this long with nothing to write.
@@ -646,15 +644,10 @@ class SQLiteQueue:
             )
 
     def _deadline(self) -> float:
-        """When the write must be done: the busy budget from now, or the request's deadline if
-        sooner; at least ``MIN_STORE_WAIT_SECONDS`` from now (a body that took the request's
-        whole budget to arrive still gets a 200 from a store that is free)."""
-        now = time.monotonic()
-        deadline = now + self.busy_timeout_ms / 1000
-        request = current_deadline()
-        if request is not None:
-            deadline = max(min(deadline, request), now + MIN_STORE_WAIT_SECONDS)
-        return deadline
+        """When the write must be done (``core.deadline.store_deadline``): the busy budget from
+        now, or the request's deadline if sooner, but never less than a short wait for a store
+        that is free."""
+        return store_deadline(self.busy_timeout_ms / 1000)
 
     async def arecord_rejection(self, rejection: Rejection) -> None:
         """``record_rejection`` through the writer thread, never blocking the event loop."""
