@@ -97,15 +97,23 @@ def uvicorn_command(app: str, port: int, *, workers: int = 1) -> list[str]:
     ]
 
 
+def spawn(
+    command: list[str], env: dict[str, str], log: Path, cwd: Path = ROOT
+) -> subprocess.Popen[bytes]:
+    """Start ``command`` in a session of its own (so ``stop`` and ``kill_hard`` reach its whole
+    process group), its output appended to ``log``."""
+    with open(log, "ab") as out:
+        return subprocess.Popen(
+            command, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+
+
 @contextmanager
 def serve(
     command: list[str], env: dict[str, str], port: int, log: Path
 ) -> Iterator[subprocess.Popen[bytes]]:
     """Run ``command`` until the ``with`` ends; it must accept connections on ``port``."""
-    with open(log, "ab") as out:
-        process = subprocess.Popen(
-            command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-        )
+    process = spawn(command, env, log)
     try:
         wait_for_port(port, process, log)
         yield process

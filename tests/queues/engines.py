@@ -33,7 +33,7 @@ from urllib.parse import quote
 
 import pytest
 
-from tests.servers import ROOT, free_port, stop, wait_until
+from tests.servers import ROOT, free_port, spawn, stop, wait_until
 from tests.services import (
     postgres_schema,
     postgres_url,
@@ -950,15 +950,7 @@ def check_worker_cli(harness: Harness, command: list[str], *, pythonpath: bool =
     sender = Guard(SECRET, queue=harness.open(), endpoint="e2e", worker="external")
     ok, retried = b'{"n": 1}', b'{"fail": 1}'
     ids = [accepted_id(receive(sender, body)) for body in (ok, retried)]
-    with open(tmp_path / "worker.log", "ab") as out:
-        worker = subprocess.Popen(
-            command,
-            cwd=tmp_path,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    worker = spawn(command, env, tmp_path / "worker.log", cwd=tmp_path)
     try:
         ran = wait_until(lambda: log.exists() and len(log.read_text().splitlines()) == 2, LIMIT)
         assert ran, (tmp_path / "worker.log").read_text()[-3000:]

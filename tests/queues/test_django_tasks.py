@@ -120,7 +120,7 @@ def test_a_worker_killed_mid_handler_is_recovered_by_requeue_abandoned(
 
     from tests.adapters.transports_django import TASKS_DATABASE
     from tests.queues.engines import SECRET, accepted_id, receive, store_of
-    from tests.servers import ROOT, stop, wait_until
+    from tests.servers import ROOT, spawn, stop, wait_until
     from webhook_guard import Guard
 
     with running("django-tasks", "sqlite", tmp_path, monkeypatch) as engine:
@@ -143,15 +143,7 @@ def test_a_worker_killed_mid_handler_is_recovered_by_requeue_abandoned(
         delivery_id = accepted_id(receive(sender, b'{"n": 1}'))
 
         def worker() -> subprocess.Popen[bytes]:
-            with open(log, "ab") as out:
-                return subprocess.Popen(
-                    command,
-                    cwd=tmp_path,
-                    env=env,
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,
-                )
+            return spawn(command, env, log, cwd=tmp_path)
 
         def lines() -> list[str]:
             return runs.read_text().splitlines() if runs.exists() else []

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.queues.engines import STALL_APP, check_worker_cli, running
-from tests.servers import BIN, ROOT
+from tests.servers import BIN, ROOT, spawn
 from webhook_guard.exceptions import ConfigurationError
 
 pytest.importorskip("procrastinate")
@@ -88,15 +88,7 @@ def test_a_worker_killed_mid_handler_leaves_its_job_doing_until_retry_stalled_jo
         delivery_id = accepted_id(receive(sender, b'{"n": 1}'))
 
         def worker() -> subprocess.Popen[bytes]:
-            with open(tmp_path / "worker.log", "ab") as out:
-                return subprocess.Popen(
-                    command,
-                    cwd=tmp_path,
-                    env=env,
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,
-                )
+            return spawn(command, env, tmp_path / "worker.log", cwd=tmp_path)
 
         def lines() -> list[str]:
             return runs.read_text().splitlines() if runs.exists() else []

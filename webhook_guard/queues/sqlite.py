@@ -757,45 +757,27 @@ class SQLiteQueue:
                 _CLAIM_KEY, (d.endpoint, d.dedupe_key, d.id, now + self.dedupe_seconds, now)
             ).rowcount
             if claimed == 0:
-                row = conn.execute(
+                first = conn.execute(
                     "SELECT delivery_id FROM dedupe WHERE endpoint = ? AND key = ?",
                     (d.endpoint, d.dedupe_key),
                 ).fetchone()
-                return EnqueueResult(Enqueued.DUPLICATE, row[0])
-        if item.engine == "sqlite":
-            conn.execute(
-                _APPEND_INGEST,
-                (
-                    d.id,
-                    d.endpoint,
-                    d.scheme,
-                    d.event_type,
-                    d.dedupe_key,
-                    d.received_at,
-                    json.dumps(list(d.headers)),
-                    d.body,
-                    d.body_sha256,
-                    now,
-                ),
-            )
-            return EnqueueResult(Enqueued.NEW, d.id)
-        conn.execute(  # a broker carries it: its worker updates the row from another process
-            _INSERT_DELIVERY,
-            (
-                d.id,
-                d.endpoint,
-                d.scheme,
-                d.event_type,
-                d.dedupe_key,
-                d.received_at,
-                json.dumps(list(d.headers)),
-                d.body,
-                d.body_sha256,
-                now,
-                now,
-                item.engine,
-            ),
+                return EnqueueResult(Enqueued.DUPLICATE, first[0])
+        row = (
+            d.id,
+            d.endpoint,
+            d.scheme,
+            d.event_type,
+            d.dedupe_key,
+            d.received_at,
+            json.dumps(list(d.headers)),
+            d.body,
+            d.body_sha256,
+            now,
         )
+        if item.engine == "sqlite":
+            conn.execute(_APPEND_INGEST, row)
+        else:  # a broker carries it: its worker updates the row from another process
+            conn.execute(_INSERT_DELIVERY, (*row, now, item.engine))
         return EnqueueResult(Enqueued.NEW, d.id)
 
     # -- the worker side: claim, heartbeat, ack, retry, dead ---------------------------------
