@@ -354,6 +354,84 @@ def test_a_file_of_the_previous_schema_gets_the_ingest_log_and_keeps_its_backlog
     assert ids == {old, new}
 
 
+
+def test_a_file_of_schema_3_gets_the_engine_column_and_keeps_its_unfolded_backlog(
+    tmp_path: Path,
+) -> None:
+    """Schema 3 logged only this queue's own deliveries, without an engine column: the file
+    migrates in place and its unfolded delivery is still claimed here, beside a new one."""
+    path = tmp_path / "v3.db"
+    queue = SQLiteQueue(path)
+    queue.enqueue(_delivery())  # the schema
+    raw = queue._connection()
+    raw.executescript(
+        "DROP TABLE ingest; CREATE TABLE ingest (seq INTEGER PRIMARY KEY, id TEXT NOT NULL,"
+        " endpoint TEXT NOT NULL, scheme TEXT NOT NULL, event_type TEXT, dedupe_key TEXT,"
+        " received_at REAL NOT NULL, headers TEXT NOT NULL, body BLOB NOT NULL,"
+        " body_sha256 TEXT NOT NULL, queued_at REAL NOT NULL);"
+        " INSERT INTO ingest (id, endpoint, scheme, received_at, headers, body, body_sha256,"
+        " queued_at) VALUES ('v3-backlog', 'default', 'cloudaipilot', 1, '[]', x'7b7d', '', 1);"
+        " PRAGMA user_version=3;"
+    )
+    queue.close()
+
+    reopened = SQLiteQueue(path)
+    new = reopened.enqueue(_delivery()).delivery_id
+    conn = reopened._connection()
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == 4
+    assert "engine" in {row[1] for row in conn.execute("PRAGMA table_info(ingest)")}
+    ids = set()
+    while (claimed := reopened.claim(30)) is not None:
+        ids.add(claimed.delivery.id)
+        reopened.ack(claimed)
+    assert {"v3-backlog", new} <= ids
+
+
+def test_a_broker_reservation_is_logged_then_folded_by_its_workers_first_report(
+    tmp_path: Path,
+) -> None:
+    """``reserve`` appends to the ingest log, as the embedded queue's enqueue does; the history
+    shows it queued at once, the embedded consumer never claims it, and the broker worker's
+    report finds it even behind more than one fold's worth of other reservations."""
+    from webhook_guard.core.processing import AttemptResult
+    from webhook_guard.queues import sqlite as sqlite_queue
+
+    queue = SQLiteQueue(tmp_path / "store.db")
+    reserved = [queue.reserve(_delivery(), "celery").delivery_id for _ in range(2)]
+    reserved += [
+        queue.reserve(_delivery(), "celery").delivery_id for _ in range(sqlite_queue.FOLD_ROWS + 7)
+    ]
+    conn = queue._connection()
+    assert conn.execute("SELECT COUNT(*) FROM deliveries").fetchone()[0] == 0
+    assert queue.get(reserved[-1]) is not None and queue.get(reserved[-1]).status == "queued"
+    assert queue.counts() == {"queued": len(reserved)}
+    assert queue.claim(30) is None  # folded now, and still a broker's to run
+
+    last = reserved[-1]
+    queue.attempt_started(last, 1)  # behind a whole fold: the report folds until it finds it
+    assert queue.get(last).status == "processing"
+    queue.attempt_finished(last, 1, AttemptResult("processed"))
+    record = queue.get(last)
+    assert record.status == "processed" and [a.outcome for a in record.attempt_log] == [
+        "processed"
+    ]
+    assert conn.execute("SELECT COUNT(*) FROM ingest").fetchone()[0] == 0
+    assert queue.counts() == {"queued": len(reserved) - 1, "processed": 1}
+    assert queue.claim(30) is None
+
+
+def test_releasing_an_unfolded_reservation_forgets_it_and_frees_its_key(tmp_path: Path) -> None:
+    """A publish that failed right after ``reserve``: the reservation is still in the ingest
+    log, and ``release`` removes it there, so the sender's retry is stored as new."""
+    queue = SQLiteQueue(tmp_path / "store.db")
+    delivery = _delivery("key-1")
+    assert queue.reserve(delivery, "rq").status is Enqueued.NEW
+    queue.release(delivery)
+    assert queue.get(delivery.id) is None and queue.counts() == {}
+    again = _delivery("key-1")
+    assert queue.reserve(again, "rq").status is Enqueued.NEW
+
+
 class _NoThreadPool(concurrent.futures.ThreadPoolExecutor):
     """Stands in for the loop's default executor to prove the async path never uses it (a
     stand-in, not a mock of a real component: the test is about what is *not* called)."""

@@ -95,7 +95,7 @@ PROCESS_AUTOCHECKPOINT_PAGES = 250
 
 
 # Raised whenever _SCHEMA changes, so existing files get the new tables and indexes.
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS deliveries (
     id          TEXT PRIMARY KEY,
@@ -135,7 +135,8 @@ CREATE TABLE IF NOT EXISTS ingest (
     headers     TEXT NOT NULL,
     body        BLOB NOT NULL,
     body_sha256 TEXT NOT NULL,
-    queued_at   REAL NOT NULL
+    queued_at   REAL NOT NULL,
+    engine      TEXT NOT NULL DEFAULT 'sqlite'
 );
 CREATE TABLE IF NOT EXISTS dedupe (
     endpoint    TEXT NOT NULL,
@@ -177,20 +178,22 @@ CREATE TABLE IF NOT EXISTS consumers (
 );
 """
 
-# The request path's write for this queue's own deliveries: an append to the ingest log (integer
-# key, no index), a fraction of the pages a row in ``deliveries`` with its text key and three
-# indexes costs. The consumer folds the log into ``deliveries`` in batches (``_fold``); every read
-# of the history looks at both, so nothing accepted is ever invisible.
+# The request path's write, for this queue's own deliveries and for those a broker carries
+# (``reserve``): an append to the ingest log (integer key, no index), a fraction of the pages a row
+# in ``deliveries`` with its text key and three indexes costs. The log is folded into
+# ``deliveries`` in batches (``_fold``): by the consumer's claims, and by a broker worker's first
+# report on a delivery not folded yet. Every read of the history looks at both, so nothing
+# accepted is ever invisible.
 _APPEND_INGEST = """
 INSERT INTO ingest (id, endpoint, scheme, event_type, dedupe_key, received_at, headers, body,
-                    body_sha256, queued_at)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                    body_sha256, queued_at, engine)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 """
 _FOLD_INGEST = """
 INSERT INTO deliveries (id, endpoint, scheme, event_type, dedupe_key, received_at, headers,
                         body, body_sha256, status, run_at, updated_at, engine)
 SELECT id, endpoint, scheme, event_type, dedupe_key, received_at, headers, body, body_sha256,
-       'queued', queued_at, queued_at, 'sqlite'
+       'queued', queued_at, queued_at, engine
   FROM ingest WHERE seq <= ? ORDER BY seq
 """
 # A row of the ingest log as the history shows a delivery (the columns of DeliveryRecord, then
@@ -203,11 +206,6 @@ SELECT id, endpoint, scheme, event_type, dedupe_key, received_at, 'queued', 0, q
 # the write lock for long (about 10 ms for 500 rows of 1 KiB).
 FOLD_ROWS = 500
 
-_INSERT_DELIVERY = """
-INSERT INTO deliveries (id, endpoint, scheme, event_type, dedupe_key, received_at, headers,
-                        body, body_sha256, status, run_at, updated_at, engine)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?)
-"""
 # An expired key no longer dedupes: the upsert takes it over (changes() == 1 again).
 _CLAIM_KEY = """
 INSERT INTO dedupe (endpoint, key, delivery_id, expires_at) VALUES (?, ?, ?, ?)
@@ -441,7 +439,8 @@ class SQLiteQueue:
                 # A file already at this schema needs no DDL, so a connection opened while
                 # another process holds the write lock does not wait for it.
                 if conn.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
-                    conn.executescript(_SCHEMA + f"PRAGMA user_version={SCHEMA_VERSION};")
+                    conn.executescript(_SCHEMA)  # idempotent: every process may run it
+                    self._migrate(conn)
                 break
             except sqlite3.OperationalError as error:
                 if "locked" not in str(error) or time.monotonic() > deadline:
@@ -451,6 +450,20 @@ class SQLiteQueue:
             raise QueueUnavailable(
                 f"{self.path}: cannot switch to WAL (got {mode}); is it on a network disk?"
             )
+
+    def _migrate(self, conn: sqlite3.Connection) -> None:
+        """What ``CREATE ... IF NOT EXISTS`` cannot do to an older file, then the version, in one
+        transaction: another process sees the new version only with the columns it implies."""
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            ingest = {row[1] for row in conn.execute("PRAGMA table_info(ingest)")}
+            if "engine" not in ingest:  # schema 3 logged only this queue's own deliveries
+                conn.execute("ALTER TABLE ingest ADD COLUMN engine TEXT NOT NULL DEFAULT 'sqlite'")
+            conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
 
     @contextmanager
     def _transaction(self, conn: sqlite3.Connection | None = None) -> Iterator[sqlite3.Connection]:
@@ -762,22 +775,22 @@ class SQLiteQueue:
                     (d.endpoint, d.dedupe_key),
                 ).fetchone()
                 return EnqueueResult(Enqueued.DUPLICATE, first[0])
-        row = (
-            d.id,
-            d.endpoint,
-            d.scheme,
-            d.event_type,
-            d.dedupe_key,
-            d.received_at,
-            json.dumps(list(d.headers)),
-            d.body,
-            d.body_sha256,
-            now,
+        conn.execute(
+            _APPEND_INGEST,
+            (
+                d.id,
+                d.endpoint,
+                d.scheme,
+                d.event_type,
+                d.dedupe_key,
+                d.received_at,
+                json.dumps(list(d.headers)),
+                d.body,
+                d.body_sha256,
+                now,
+                item.engine,
+            ),
         )
-        if item.engine == "sqlite":
-            conn.execute(_APPEND_INGEST, row)
-        else:  # a broker carries it: its worker updates the row from another process
-            conn.execute(_INSERT_DELIVERY, (*row, now, item.engine))
         return EnqueueResult(Enqueued.NEW, d.id)
 
     # -- the worker side: claim, heartbeat, ack, retry, dead ---------------------------------
@@ -1082,7 +1095,8 @@ class SQLiteQueue:
     def release(self, delivery: Delivery) -> None:
         """Forget a reserved delivery and its dedupe key (its broker publish failed)."""
         with self._transaction() as conn:
-            conn.execute("DELETE FROM deliveries WHERE id = ?", (delivery.id,))
+            if conn.execute("DELETE FROM ingest WHERE id = ?", (delivery.id,)).rowcount == 0:
+                conn.execute("DELETE FROM deliveries WHERE id = ?", (delivery.id,))
             conn.execute(
                 "DELETE FROM dedupe WHERE endpoint = ? AND key = ? AND delivery_id = ?",
                 (delivery.endpoint, delivery.dedupe_key, delivery.id),
@@ -1100,7 +1114,8 @@ class SQLiteQueue:
                 " WHERE delivery_id = ? AND finished_at IS NULL",
                 (now, delivery_id),
             )
-            conn.execute(
+            self._update_folding(
+                conn,
                 "UPDATE deliveries SET status = 'processing', attempts = ?, updated_at = ?"
                 " WHERE id = ?",
                 (attempt, now, delivery_id),
@@ -1116,7 +1131,8 @@ class SQLiteQueue:
         outcome = ATTEMPT_OUTCOMES[result.status]
         with self._transaction() as conn:
             # Fenced by the attempt number: a later attempt that already started owns the status.
-            conn.execute(
+            self._update_folding(
+                conn,
                 "UPDATE deliveries SET status = ?, run_at = ?, last_error = ?, updated_at = ?"
                 " WHERE id = ? AND attempts = ?",
                 (
@@ -1134,6 +1150,17 @@ class SQLiteQueue:
                 " AND (finished_at IS NULL OR outcome = 'lost')",
                 (now, outcome, result.error, result.traceback, delivery_id, attempt),
             )
+
+    def _update_folding(
+        self, conn: sqlite3.Connection, update: str, params: tuple[Any, ...]
+    ) -> int:
+        """Run ``update`` of one delivery's row; if no row matched, the delivery may still be in
+        the ingest log (reserved, not folded yet): fold it in batches until the update matches or
+        the log is empty. The usual case, a folded row, costs the one update."""
+        changed: int = conn.execute(update, params).rowcount
+        while changed == 0 and self._fold(conn):
+            changed = conn.execute(update, params).rowcount
+        return changed
 
     def load(self, delivery_id: str) -> Delivery | None:
         """The stored delivery, body and headers included (for replay), or None."""
