@@ -27,12 +27,20 @@ pages) vs off on the library's connection (private; shows what those checkpoints
 Part 2, drain: a backlog of ``--backlog`` (5 000) deliveries with a no-op handler, then
 ``Worker(guard).drain()`` timed; also a 1 000 backlog, to show how the rate scales with the
 backlog, and the time of one claim query (``_NEXT_DUE``, private) at the full backlog.
+
+Part 3, maintenance (``--purge-rows``, 300 000): a file holding that many processed deliveries of
+1 KiB from 90 days ago (with their attempts and expired dedupe keys) is purged by a second queue
+object while one thread keeps calling ``Guard.receive``; its latencies (every answer must be a
+200) are set against the same sender on the same file with no purge. The longest write-lock
+hold of the purge, and of the claims that fold an ingest log of 5 000, come from timing the
+queue's private ``_transaction`` (the issue's bound: 50 ms).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import hashlib
 import hmac
 import json
@@ -43,7 +51,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from _common import (
@@ -491,6 +499,183 @@ def part_drain(work: str, backlogs: list[int], timeout: float) -> None:
     )
 
 
+# ----------------------------------------------------------------- part 3: maintenance
+
+
+class LockHolds:
+    """The write-lock hold time of every transaction a queue object opens: from ``BEGIN
+    IMMEDIATE`` granted to ``COMMIT`` done, by wrapping its private ``_transaction``
+    (diagnostics: the issue's bound is on how long maintenance holds the lock at a time)."""
+
+    def __init__(self, queue: SQLiteQueue) -> None:
+        self.seconds: list[float] = []
+        original = queue._transaction
+
+        @contextlib.contextmanager
+        def timed(conn: sqlite3.Connection | None = None) -> Iterator[sqlite3.Connection]:
+            with original(conn) as granted:
+                t0 = time.perf_counter()
+                yield granted
+            self.seconds.append(time.perf_counter() - t0)
+
+        queue._transaction = timed  # type: ignore[method-assign]
+
+
+def fill_old_processed(path: str, n: int) -> None:
+    """``n`` processed deliveries of 1 KiB received 90 days ago, each with its attempt and its
+    expired dedupe key: what ``purge`` forgets (written in bulk, outside any clock)."""
+    old = time.time() - 90 * 86400
+    with contextlib.closing(sqlite3.connect(path)) as conn, conn:
+        conn.executemany(
+            "INSERT INTO deliveries (id, endpoint, scheme, dedupe_key, received_at, headers,"
+            " body, body_sha256, status, run_at, updated_at) VALUES (?, 'default',"
+            " 'cloudaipilot', ?, ?, '[]', ?, '', 'processed', ?, ?)",
+            ((f"old{i:08d}", f"key{i:08d}", old, BODY, old, old) for i in range(n)),
+        )
+        conn.executemany(
+            "INSERT INTO attempts (delivery_id, attempt, started_at, finished_at, outcome)"
+            " VALUES (?, 1, ?, ?, 'processed')",
+            ((f"old{i:08d}", old, old) for i in range(n)),
+        )
+        conn.executemany(
+            "INSERT INTO dedupe (endpoint, key, delivery_id, expires_at)"
+            " VALUES ('default', ?, ?, ?)",
+            ((f"key{i:08d}", f"old{i:08d}", old + 7 * 86400) for i in range(n)),
+        )
+
+
+def receive_during(guard: Guard, busy: threading.Thread | None, n: int) -> list[float]:
+    """Latencies (ms) of up to ``n`` sequential ``Guard.receive`` calls (one sender, as a
+    gunicorn sync worker), while ``busy`` runs (all ``n`` when None); every answer must be 200."""
+    lat: list[float] = []
+    if busy is not None:
+        busy.start()
+    while len(lat) < n and (busy is None or busy.is_alive()):
+        h, body = request()
+        t0 = time.perf_counter_ns()
+        status = guard.receive("POST", "/webhook", h, body).status
+        lat.append((time.perf_counter_ns() - t0) / 1e6)
+        assert status == 200, f"a delivery got {status} during maintenance"
+    if busy is not None:
+        busy.join()
+    return sorted(lat)
+
+
+def part_maintenance(work: str, rows: int) -> None:
+    """``purge`` of ``rows`` old processed deliveries while one sender keeps delivering, against
+    the same sender on the same file with no purge; and the longest write-lock hold of the purge
+    and of a claim that folds a large ingest log (the issue's bound: 50 ms)."""
+    found: list[tuple[str, ...]] = []
+    holds: list[tuple[str, ...]] = []
+    for durability in DURABILITIES:
+        folder = tempfile.mkdtemp(dir=work)
+        try:
+            path = os.path.join(folder, "q.db")
+            guard = new_guard(path, durability)
+            guard.receive("POST", "/webhook", *request())  # the schema
+            fill_old_processed(path, rows)
+            quiet = receive_during(guard, None, 2000)
+            purger = SQLiteQueue(path, durability=guard.queue.durability)  # type: ignore[attr-defined]
+            purge_holds = LockHolds(purger)
+            purged: list[int] = []
+            t0 = time.perf_counter()
+            job = threading.Thread(target=lambda q=purger, out=purged: out.append(q.purge()))
+            during = receive_during(guard, job, 10**9)
+            purge_s = time.perf_counter() - t0
+            assert purged and purged[0] == rows, f"purged {purged}, expected {rows}"
+            for name, lat in (("no purge", quiet), (f"purge of {rows:,} running", during)):
+                found.append(
+                    (
+                        durability,
+                        name,
+                        f"{len(lat):,}",
+                        f"{lat[len(lat) // 2]:.3f}",
+                        f"{lat[int(len(lat) * 0.99)]:.3f}",
+                        f"{lat[-1]:.2f}",
+                    )
+                )
+            found.append(
+                (
+                    durability,
+                    "during ÷ no purge",
+                    "",
+                    f"{during[len(during) // 2] / quiet[len(quiet) // 2]:.2f}",
+                    f"{during[int(len(during) * 0.99)] / quiet[int(len(quiet) * 0.99)]:.2f}",
+                    f"{during[-1] / quiet[-1]:.2f}",
+                )
+            )
+            holds.append(
+                (
+                    durability,
+                    f"purge of {rows:,} (deliveries, attempts, dedupe keys)",
+                    f"{len(purge_holds.seconds):,}",
+                    f"{purge_s:.1f}",
+                    f"{median(purge_holds.seconds) * 1000:.1f}",
+                    f"{max(purge_holds.seconds) * 1000:.1f}",
+                )
+            )
+            holds.append(fold_holds(work, durability, min(rows, 5000)))
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+    print(
+        "\n### Maintenance: a delivery's latency during `purge`, and the longest write-lock hold\n"
+    )
+    print(
+        md_table(
+            (
+                "durability",
+                "sender (every answer 200, checked)",
+                "deliveries",
+                "p50 ms",
+                "p99 ms",
+                "max ms",
+            ),
+            found,
+            right=2,
+        )
+    )
+    print()
+    print(
+        md_table(
+            (
+                "durability",
+                "operation",
+                "transactions",
+                "seconds in all",
+                "median hold ms",
+                "longest hold ms (bound: 50)",
+            ),
+            holds,
+            right=2,
+        )
+    )
+
+
+def fold_holds(work: str, durability: str, backlog: int) -> tuple[str, ...]:
+    """Drain an ingest log of ``backlog`` deliveries: the longest claim transaction (the ones
+    that fold ``FOLD_ROWS`` of the log into the history are the long ones)."""
+    folder = tempfile.mkdtemp(dir=work)
+    try:
+        guard = new_guard(os.path.join(folder, "q.db"), durability)
+        for _ in range(backlog):
+            guard.receive("POST", "/webhook", *request())
+        assert isinstance(guard.queue, SQLiteQueue)
+        watched = LockHolds(guard.queue)
+        t0 = time.perf_counter()
+        Worker(guard).drain(timeout=120)
+        took = time.perf_counter() - t0
+        return (
+            durability,
+            f"drain of a {backlog:,} ingest log (claims fold it 500 at a time)",
+            f"{len(watched.seconds):,}",
+            f"{took:.1f}",
+            f"{median(watched.seconds) * 1000:.2f}",
+            f"{max(watched.seconds) * 1000:.1f}",
+        )
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--reps", type=int, default=3)
@@ -502,11 +687,18 @@ def main() -> int:
     ap.add_argument("--skip-enqueue", action="store_true")
     ap.add_argument("--skip-drain", action="store_true")
     ap.add_argument(
+        "--purge-rows",
+        type=int,
+        default=300_000,
+        help="old processed deliveries purged while a sender delivers (0: skip that part)",
+    )
+    ap.add_argument(
         "--smoke", action="store_true", help="a few seconds: tiny samples (make bench-smoke)"
     )
     args = ap.parse_args()
     if args.smoke:
         args.reps, args.n, args.backlog, args.small_backlog = 1, 64, 100, 0
+        args.purge_rows = 3000
     pin = args.pin == "on" or (args.pin == "auto" and (os.cpu_count() or 1) >= 2)
     if pin:
         os.sched_setaffinity(0, {1})
@@ -524,6 +716,8 @@ def main() -> int:
         if not args.skip_drain:
             backlogs = sorted({args.small_backlog, args.backlog} - {0})
             part_drain(work, backlogs, args.drain_timeout)
+        if args.purge_rows:
+            part_maintenance(work, args.purge_rows)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return 0
