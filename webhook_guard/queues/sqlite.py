@@ -92,6 +92,18 @@ PURGE_PAUSE_SECONDS = 0.12
 # connections 9.5-10 -> 4.6-5 ms in-process) at the same throughput, while with "power"
 # durability, whose every commit already fsyncs, the extra checkpoints cost throughput.
 PROCESS_AUTOCHECKPOINT_PAGES = 250
+# The writer thread (the event loops' commits) does not checkpoint inside a commit: every request
+# waiting on that commit would wait for the copy and its fsyncs. A checkpointer thread copies the
+# WAL into the database beside the writes, every this many rows the writer commits, then holds
+# this process's writers only for a second, short pass over what arrived meanwhile, so the next
+# write starts the log over (a pass run beside continuous writes never catches up with them, and
+# the log would grow without bound). Measured in-process, 16 concurrent ``areceive`` on one
+# core: p99 6.1-7.3 -> 4.3-4.4 ms with power durability and 6.5-7.2 -> 4.5-5.2 ms with process
+# durability, at the same throughput; the WAL stays under 3 MB.
+CHECKPOINT_EVERY_ROWS = 250
+# The writer's own connection still checkpoints past this many WAL pages: the bound on the log if
+# the checkpointer cannot catch up (another process writing all the time, say).
+WRITER_AUTOCHECKPOINT_PAGES = 4000
 
 
 # Raised whenever _SCHEMA changes, so existing files get the new tables and indexes.
@@ -358,6 +370,8 @@ class SQLiteQueue:
         self._writer: threading.Thread | None = None  # commits what event loops hand it
         self._writer_wake = threading.Event()
         self._wake_pending: set[asyncio.AbstractEventLoop] = set()  # loops with a wake-up due
+        self._checkpointer: threading.Thread | None = None  # checkpoints beside the writer
+        self._checkpoint_wake = threading.Event()
         self.rejections_dropped = 0  # rejections not recorded because the store was busy
         self._last_drop_warning = 0.0
 
@@ -380,6 +394,8 @@ class SQLiteQueue:
                     self._writer = None  # threads do not survive a fork
                     self._writer_wake = threading.Event()
                     self._wake_pending = set()
+                    self._checkpointer = None
+                    self._checkpoint_wake = threading.Event()
                     self._pid = pid
 
     def _connection(self) -> sqlite3.Connection:
@@ -424,6 +440,8 @@ class SQLiteQueue:
         else:
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute(f"PRAGMA wal_autocheckpoint={PROCESS_AUTOCHECKPOINT_PAGES}")
+        if getattr(self._local, "is_writer", False):  # the checkpointer thread does it
+            conn.execute(f"PRAGMA wal_autocheckpoint={WRITER_AUTOCHECKPOINT_PAGES}")
         return conn
 
     def _prepare(self, conn: sqlite3.Connection) -> None:
@@ -602,6 +620,8 @@ class SQLiteQueue:
         behind); the next write starts another."""
         me = threading.current_thread()
         wake = self._writer_wake
+        self._local.is_writer = True
+        rows = 0  # committed since the checkpointer was last woken
         try:
             while True:
                 if not wake.wait(WRITER_IDLE_SECONDS) and self._retire(me):
@@ -614,8 +634,57 @@ class SQLiteQueue:
                         if not batch:
                             break
                         self._commit(batch)
+                    rows += len(batch)
+                    if rows >= CHECKPOINT_EVERY_ROWS:
+                        rows = 0
+                        self._wake_checkpointer()
         finally:
             self.close()  # this thread's connection
+
+    def _wake_checkpointer(self) -> None:
+        """Start this process's checkpointer thread if none runs, and wake it (under the guard
+        lock, where an idle checkpointer decides to end, so no wake-up is lost)."""
+        with self._guard_lock:
+            if self._checkpointer is None:
+                self._checkpointer = threading.Thread(
+                    target=self._checkpoint_forever,
+                    name=f"webhook_guard sqlite checkpointer {os.path.basename(self.path)}",
+                    daemon=True,
+                )
+                self._checkpointer.start()
+            self._checkpoint_wake.set()
+
+    def _checkpoint_forever(self) -> None:
+        """The checkpointer thread: whenever woken, checkpoint (``_checkpoint_beside_writes``);
+        after ``WRITER_IDLE_SECONDS`` without a wake-up it closes its connection and ends."""
+        me = threading.current_thread()
+        wake = self._checkpoint_wake
+        try:
+            while True:
+                if not wake.wait(WRITER_IDLE_SECONDS):
+                    with self._guard_lock:
+                        if not wake.is_set():
+                            if self._checkpointer is me:
+                                self._checkpointer = None
+                            return
+                wake.clear()
+                self._checkpoint_beside_writes()
+        finally:
+            self.close()  # this thread's connection
+
+    def _checkpoint_beside_writes(self) -> None:
+        """Copy the WAL into the database while the writer goes on, then once more with this
+        process's writers held: that pass copies only what they wrote meanwhile, and leaves the
+        log wholly copied, so the next write starts it over (``CHECKPOINT_EVERY_ROWS``). Neither
+        pass waits for a lock (``PASSIVE``); a failure is left to the next wake-up, and to the
+        writer's own bound (``WRITER_AUTOCHECKPOINT_PAGES``)."""
+        try:
+            conn = self._connection()
+            conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+            with self._commit_lock:
+                conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        except (sqlite3.Error, QueueUnavailable) as error:
+            logger.debug("checkpoint of %s skipped: %s", self.path, error)
 
     def _retire(self, me: threading.Thread) -> bool:
         """Whether the idle writer ``me`` may end: nothing is pending, and it is no longer the
