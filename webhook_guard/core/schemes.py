@@ -75,6 +75,9 @@ _FIRST_STRING_MEMBER = re.compile(rb'\A\s*\{\s*"(\w+)"\s*:\s*"([^"\\]*)"')
 # A numeric timestamp in a body field's string: Unix seconds, maybe with a fraction.
 _NUMERIC_TIMESTAMP = re.compile(r"-?[0-9]{1,12}(\.[0-9]+)?")
 BODY_SHA256 = "sha256 of the raw body"
+# Standard Webhooks' refusals, raised from both ways of reading its headers.
+_NO_STANDARD_SIGNATURE = "no webhook-signature (or svix-signature) header"
+_NO_STANDARD_ID = "no webhook-id (or svix-id) header: it is part of the signed message"
 
 Encoding = Literal["hex", "base64"]
 SecretFormat = Literal["utf8", "whsec_base64"]
@@ -384,6 +387,13 @@ class HmacScheme:
         # own header parsing, say) has that step's method called instead.
         cls = type(self)
         self._own_parse = any(getattr(cls, n) is not getattr(HmacScheme, n) for n in _PARSE_STEPS)
+        # Stripe and Standard Webhooks parse their own headers: verify has their _read_items
+        # read the request's lower-cased dict (no Headers.get per name) unless a subclass
+        # changed a parse step of the class that wrote it.
+        reader = next((c for c in cls.__mro__ if "_read_items" in vars(c)), HmacScheme)
+        self._reads_items = reader is not HmacScheme and all(
+            getattr(cls, n) is getattr(reader, n) for n in _PARSE_STEPS
+        )
         self._own_steps = any(getattr(cls, n) is not getattr(HmacScheme, n) for n in _CHECK_STEPS)
 
     def __repr__(self) -> str:
@@ -518,8 +528,11 @@ class HmacScheme:
         # one (a subclass's _parse, _message_prefix's other shapes, _verified).
         signed: _Signed | None = None
         if self._own_parse:
-            signed = self._parse(headers)
-            signatures, stamp, msg_id = signed.signatures, signed.timestamp, signed.msg_id
+            if items is not None and self._reads_items:
+                signatures, stamp, msg_id = self._read_items(items)
+            else:
+                signed = self._parse(headers)
+                signatures, stamp, msg_id = signed.signatures, signed.timestamp, signed.msg_id
         else:
             name = self.signature_header
             if items is not None:
@@ -655,6 +668,13 @@ class HmacScheme:
             self._header_timestamp(headers),
             self._header_id(headers),
         )
+
+    def _read_items(self, items: dict[str, str]) -> tuple[list[bytes], str | None, str | None]:
+        """``_parse`` on the request's headers as a dict keyed by lower-cased name, no name
+        repeated: the signatures, the timestamp and the id. Written by a subclass whose own
+        ``_parse`` it mirrors (Stripe, Standard Webhooks); the base verify reads the dict
+        itself."""
+        raise NotImplementedError
 
     def _header_timestamp(self, headers: Headers) -> str | None:
         return headers.get(self.timestamp_header) if self.timestamp_header else None
@@ -850,17 +870,33 @@ class StandardWebhooksScheme(HmacScheme):
     def _parse(self, headers: Headers) -> _Signed:
         raw = self._either(headers, "webhook-signature")
         if raw is None or not raw.strip():
-            raise MissingSignature("no webhook-signature (or svix-signature) header")
+            raise MissingSignature(_NO_STANDARD_SIGNATURE)
         msg_id = self._header_id(headers)
         if not msg_id:
-            raise MalformedSignature(
-                "no webhook-id (or svix-id) header: it is part of the signed message"
-            )
-        entries = raw.split()
-        signatures = [self._decode_signature(e) for e in entries if e.startswith("v1,")]
+            raise MalformedSignature(_NO_STANDARD_ID)
+        return _Signed(self._v1_signatures(raw), self._header_timestamp(headers), msg_id)
+
+    def _read_items(self, items: dict[str, str]) -> tuple[list[bytes], str | None, str | None]:
+        # _parse's steps in its order, each name looked up in the dict: webhook-*, else svix-*.
+        raw = items.get("webhook-signature")
+        if raw is None:
+            raw = items.get("svix-signature")
+        if raw is None or not raw.strip():
+            raise MissingSignature(_NO_STANDARD_SIGNATURE)
+        msg_id = items.get("webhook-id")
+        if msg_id is None:
+            msg_id = items.get("svix-id")
+        if not msg_id:
+            raise MalformedSignature(_NO_STANDARD_ID)
+        signatures = self._v1_signatures(raw)
+        stamp = items.get("webhook-timestamp")
+        return signatures, (stamp if stamp is not None else items.get("svix-timestamp")), msg_id
+
+    def _v1_signatures(self, raw: str) -> list[bytes]:
+        signatures = [self._decode_signature(e) for e in raw.split() if e.startswith("v1,")]
         if not signatures:
             raise MalformedSignature("webhook-signature holds no 'v1,<base64>' entry")
-        return _Signed(signatures, self._header_timestamp(headers), msg_id)
+        return signatures
 
 
 class StripeScheme(HmacScheme):
@@ -898,7 +934,13 @@ class StripeScheme(HmacScheme):
         return "t= in Stripe-Signature"
 
     def _parse(self, headers: Headers) -> _Signed:
-        raw = headers.get(self.signature_header)
+        return _Signed(*self._signed_parts(headers.get(self.signature_header)))
+
+    def _read_items(self, items: dict[str, str]) -> tuple[list[bytes], str | None, str | None]:
+        return self._signed_parts(items.get(self._lower_signature_header))
+
+    def _signed_parts(self, raw: str | None) -> tuple[list[bytes], str, None]:
+        """The v1 signatures and the timestamp in a ``Stripe-Signature`` value."""
         if raw is None or not raw.strip():
             raise MissingSignature("no Stripe-Signature header")
         timestamp: str | None = None
@@ -915,7 +957,7 @@ class StripeScheme(HmacScheme):
             raise MissingTimestamp("no t=<timestamp> in Stripe-Signature")
         if not signatures:
             raise MalformedSignature("Stripe-Signature holds no v1=<hex> signature")
-        return _Signed(signatures, timestamp, None)
+        return signatures, timestamp, None
 
     def _format_signature(self, digest: bytes, timestamp: int) -> str:
         return f"t={timestamp},v1={digest.hex()}"
