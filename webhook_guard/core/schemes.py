@@ -573,9 +573,15 @@ class HmacScheme:
         timestamp: int | None = None
         mac_prefix = b""
         if self._signs_timestamp:
-            digits = stamp.strip() if stamp else ""
-            # _check_timestamp's checks, for a good timestamp; it raises for any other.
-            if digits.isascii() and digits.isdigit() and len(digits) <= _TIMESTAMP_MAX_DIGITS:
+            # _check_timestamp's checks, for a good timestamp; it raises for any other. As
+            # bytes: the prefix needs them, and bytes.isdigit() is true for ASCII digits only
+            # (str.isdigit() takes other scripts' too), so one call fewer than isascii() and
+            # isdigit() on the str.
+            try:
+                digits = stamp.strip().encode("ascii") if stamp else b""
+            except UnicodeEncodeError:
+                digits = b""
+            if digits.isdigit() and len(digits) <= _TIMESTAMP_MAX_DIGITS:
                 timestamp = int(digits)
                 if not abs(now - timestamp) <= self.tolerance:
                     timestamp = self._check_timestamp(stamp, now)
@@ -584,10 +590,10 @@ class HmacScheme:
             # The timestamp is ASCII digits here: its UTF-8 is its ASCII. UTF-8 encodes code
             # point by code point: encoding the parts is encoding the whole.
             if self._prefix_shape == _TIMESTAMP_PREFIX:  # Stripe's, Slack's
-                mac_prefix = self._prefix_bytes_format % digits.encode("ascii")
+                mac_prefix = self._prefix_bytes_format % digits
             elif self._prefix_shape == _ID_TIMESTAMP_PREFIX:  # Standard Webhooks'
                 id_bytes = (msg_id or "").encode("utf-8", "surrogatepass")
-                mac_prefix = self._prefix_bytes_format % (id_bytes, digits.encode("ascii"))
+                mac_prefix = self._prefix_bytes_format % (id_bytes, digits)
             else:
                 signed = signed or _Signed(signatures, stamp, msg_id)
                 mac_prefix = self._message_prefix(signed)
