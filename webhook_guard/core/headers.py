@@ -68,11 +68,12 @@ class Headers:
     def __init__(self, raw: HeadersLike = ()) -> None:
         self._more: dict[str, list[str]] | None
         self._items: dict[str, str]
-        if type(raw) is dict:  # the common case first
-            # Distinct keys; only names differing in case can collide, which the lengths show.
-            # A loop, not a comprehension: in Python 3.11 that is a function call of its own.
+        if type(raw) is dict or type(raw) is list:  # what adapters and most callers pass
+            # When no name is repeated (ignoring case), which the lengths show, the lower-cased
+            # names map to the values as they are: no list of values to keep. A loop, not a
+            # comprehension: in Python 3.11 that is a function call of its own.
             lowered: dict[str, str] = {}
-            for name, value in raw.items():
+            for name, value in raw.items() if type(raw) is dict else raw:
                 lowered[name.lower()] = value
             if len(lowered) == len(raw):
                 self._items, self._more = lowered, None
