@@ -378,7 +378,7 @@ def breakdown_candidates(shape: str) -> dict[str, Fn]:
             return s._matching_key(k, p, body, sg.signatures)
 
         def f_key(s: HmacScheme = scheme, hh: Headers = h, sg: Any = signed) -> Any:
-            return s._delivery_key(hh, body, sg)
+            return s._delivery_key(hh, body, sg.msg_id)
 
         def f_event(s: HmacScheme = scheme, hh: Headers = h) -> Any:
             return s._event_type(hh, body)

@@ -23,6 +23,7 @@ from webhook_guard.core.headers import Headers
 from webhook_guard.core.schemes import (
     PRESETS,
     HmacScheme,
+    StandardWebhooksScheme,
     _b64decode,
     _KeyedMacs,
     _KeyedSha256,
@@ -407,6 +408,64 @@ def test_subclass_overriding_a_step_has_it_called() -> None:
     headers = sign_request(scheme, SECRET, b"{}", msg_id="m1")
     assert scheme.verify(Headers(headers), b"{}", [scheme.key_for(SECRET)], NOW).sender_id == "m1"
     assert calls == ["id", "mac"]
+
+
+def _read(read: Callable[[], object]) -> object:
+    try:
+        return read()
+    except Exception as exc:
+        return (type(exc), str(exc))
+
+
+_HEADER_VALUE = st.one_of(
+    st.none(),
+    st.text(alphabet="tv1=,0123456789abcdefAQ+/ \t", max_size=90),
+    st.sampled_from([f"t={NOW},v1={'ab' * 32}", f"v1,{base64.b64encode(bytes(32)).decode()}"]),
+)
+
+
+@settings(max_examples=1500, deadline=None)
+@given(
+    st.sampled_from(["stripe", "standard"]),
+    st.fixed_dictionaries(
+        {
+            name: _HEADER_VALUE
+            for name in (
+                "stripe-signature",
+                "webhook-signature",
+                "svix-signature",
+                "webhook-id",
+                "svix-id",
+                "webhook-timestamp",
+                "svix-timestamp",
+            )
+        }
+    ),
+)
+def test_read_items_is_parse(preset: str, values: dict[str, str | None]) -> None:
+    """Stripe's and Standard Webhooks' reading of the lower-cased dict gives what their _parse
+    gives (signatures, timestamp, id), or raises the same error and message."""
+    scheme = get_scheme(preset)
+    assert scheme._reads_items
+    items = {k: v for k, v in values.items() if v is not None}
+
+    def by_parse() -> object:
+        signed = scheme._parse(Headers(items))
+        return signed.signatures, signed.timestamp, signed.msg_id
+
+    assert _read(lambda: scheme._read_items(items)) == _read(by_parse)
+
+
+def test_subclass_changing_a_parse_step_is_not_read_from_the_dict() -> None:
+    """A subclass of a preset that changes a parse step has its own steps called."""
+
+    class OtherId(StandardWebhooksScheme):
+        def _header_id(self, headers: Headers) -> str | None:
+            return "fixed"
+
+    assert get_scheme("stripe")._reads_items and get_scheme("standard")._reads_items
+    assert not OtherId()._reads_items
+    assert not get_scheme("slack")._reads_items
 
 
 def test_header_name_changed_after_construction_is_read() -> None:

@@ -403,7 +403,8 @@ class Guard:
 
     def _verify(self, headers: Headers, body: bytes) -> Verified:
         if not self._keys:  # insecure_dev_mode, refused at start-up otherwise
-            return Verified(self.scheme, headers, body, None, None, -1)
+            sender_id = self.scheme._header_id(headers)
+            return Verified(self.scheme, headers, body, sender_id, None, -1)
         return self.scheme.verify(headers, body, self._keys, self.clock())
 
     def _received(self) -> float:

@@ -67,16 +67,21 @@ class Headers:
 
     def __init__(self, raw: HeadersLike = ()) -> None:
         self._more: dict[str, list[str]] | None
-        if isinstance(raw, Headers):
-            self._items: dict[str, str] = dict(raw._items)
-            self._more = None if raw._more is None else {k: list(v) for k, v in raw._more.items()}
-            return
-        if type(raw) is dict:
-            # Distinct keys; only names differing in case can collide, which the lengths show.
-            lowered = {name.lower(): value for name, value in raw.items()}
+        self._items: dict[str, str]
+        if type(raw) is dict or type(raw) is list:  # what adapters and most callers pass
+            # When no name is repeated (ignoring case), which the lengths show, the lower-cased
+            # names map to the values as they are: no list of values to keep. A loop, not a
+            # comprehension: in Python 3.11 that is a function call of its own.
+            lowered: dict[str, str] = {}
+            for name, value in raw.items() if type(raw) is dict else raw:
+                lowered[name.lower()] = value
             if len(lowered) == len(raw):
                 self._items, self._more = lowered, None
                 return
+        elif isinstance(raw, Headers):
+            self._items = dict(raw._items)
+            self._more = None if raw._more is None else {k: list(v) for k, v in raw._more.items()}
+            return
         pairs = raw.items() if isinstance(raw, Mapping) else raw
         items: dict[str, str] = {}
         more: dict[str, list[str]] = {}
