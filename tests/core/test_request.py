@@ -79,3 +79,31 @@ def test_a_client_gone_mid_body_gets_no_answer_and_nothing_is_stored(tmp_path: P
 
     assert answer(guard, Gone("POST", sign_request(guard.scheme, SECRET, BODY))) is None
     assert guard.queue.deliveries() == [] and guard.queue.rejections() == []  # type: ignore[attr-defined]
+
+
+def test_a_requests_headers_are_parsed_once_for_the_precheck_and_the_verify(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Both paths build one ``Headers`` per request and hand it to every step that reads the
+    headers (the precheck, the verify, the stored copy): building it is a measurable part of
+    a 1 KiB verify. Counted by wrapping the real constructor, which still runs."""
+    from webhook_guard.core import headers as headers_module
+
+    built: list[object] = []
+    original = headers_module.Headers.__init__
+
+    def counted(self: headers_module.Headers, raw: headers_module.HeadersLike = ()) -> None:
+        built.append(raw)
+        original(self, raw)
+
+    monkeypatch.setattr(headers_module.Headers, "__init__", counted)
+    guard = contract_guard("cloudaipilot", str(tmp_path / "q.db"))
+    for request in (Request("POST", {}), AsyncRequest("POST", {})):
+        request.headers = sign_request(guard.scheme, SECRET, BODY)
+        built.clear()
+        if isinstance(request, AsyncRequest):
+            outcome = asyncio.run(answer_async(guard, request))
+        else:
+            outcome = answer(guard, request)
+        assert outcome is not None and outcome.status == 200
+        assert built == [request.headers]

@@ -377,7 +377,7 @@ class Guard:
             raise PayloadTooLarge(
                 f"body of {len(body)} bytes is over the {self.max_body_bytes}-byte cap"
             )
-        request_headers = Headers(headers)
+        request_headers = Headers.of(headers)
         verified = self._verify(request_headers, body)
         return Delivery(
             id=new_delivery_id(),
@@ -399,7 +399,7 @@ class Guard:
         """Refuse, before any body is read, a request whose signature headers are missing or
         malformed: no ``100 Continue``, no slow body read for a request that cannot pass."""
         if self._keys:  # insecure_dev_mode lets unsigned requests in
-            self.scheme._parse(Headers(headers))  # header parsing only; no MAC, no body
+            self.scheme._parse(Headers.of(headers))  # header parsing only; no MAC, no body
 
     def _verify(self, headers: Headers, body: bytes) -> Verified:
         if not self._keys:  # insecure_dev_mode, refused at start-up otherwise

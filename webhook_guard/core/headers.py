@@ -60,7 +60,8 @@ class Headers:
 
     Stored as two dicts keyed by the lower-cased name: ``_items``, each header's first value,
     and ``_more``, every value of the headers sent more than once (None when none was). Built
-    once per request, so the common case (a plain dict, no name repeated) is one comprehension.
+    once per request, so the common case (a dict or a list of pairs, no name repeated) is one
+    loop.
     """
 
     __slots__ = ("_items", "_more")
@@ -94,6 +95,13 @@ class Headers:
             else:
                 more[lower] = [items[lower], value]
         self._items, self._more = items, (more or None)
+
+    @classmethod
+    def of(cls, raw: HeadersLike) -> Headers:
+        """``raw`` itself when it is a ``Headers`` already (read-only, so it can be shared),
+        else ``Headers(raw)``: a request's headers are parsed once, however many steps read
+        them."""
+        return raw if type(raw) is cls else cls(raw)
 
     def get(self, name: str) -> str | None:
         """The header's value, or None. Several different values for one header are refused:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from webhook_guard.core.body import ClientDisconnected, require_post
 from webhook_guard.core.deadline import deadline_after
-from webhook_guard.core.headers import HeadersLike
+from webhook_guard.core.headers import Headers, HeadersLike
 from webhook_guard.core.outcome import Outcome
 from webhook_guard.exceptions import Rejected
 
@@ -98,16 +98,15 @@ def _answer(guard: Guard, request: WebRequest) -> Outcome | None:
     method = request.method
     try:
         require_post(method)
-        guard.precheck(request.headers)
+        headers = Headers.of(request.headers)  # once, for the precheck and the verify
+        guard.precheck(headers)
         body = request.read_body(guard.max_body_bytes)
     except ClientDisconnected:
         _log_disconnect(guard, request.path, request.remote_addr)
         return None
     except Rejected as error:
         return guard.reject(error, method, request.path, remote_addr=request.remote_addr)
-    return guard.receive(
-        method, request.path, request.headers, body, remote_addr=request.remote_addr
-    )
+    return guard.receive(method, request.path, headers, body, remote_addr=request.remote_addr)
 
 
 async def answer_async(guard: Guard, request: AsyncWebRequest) -> Outcome | None:
@@ -120,7 +119,8 @@ async def _answer_async(guard: Guard, request: AsyncWebRequest) -> Outcome | Non
     method = request.method
     try:
         require_post(method)
-        guard.precheck(request.headers)
+        headers = Headers.of(request.headers)  # once, for the precheck and the verify
+        guard.precheck(headers)
         body = await request.read_body(guard.max_body_bytes)
     except ClientDisconnected:
         _log_disconnect(guard, request.path, request.remote_addr)
@@ -128,7 +128,7 @@ async def _answer_async(guard: Guard, request: AsyncWebRequest) -> Outcome | Non
     except Rejected as error:
         return await guard.areject(error, method, request.path, remote_addr=request.remote_addr)
     return await guard.areceive(
-        method, request.path, request.headers, body, remote_addr=request.remote_addr
+        method, request.path, headers, body, remote_addr=request.remote_addr
     )
 
 
