@@ -392,32 +392,39 @@ def test_a_broker_reservation_is_logged_then_folded_by_its_workers_first_report(
 ) -> None:
     """``reserve`` appends to the ingest log, as the embedded queue's enqueue does; the history
     shows it queued at once, the embedded consumer never claims it, and the broker worker's
-    report finds it even behind more than one fold's worth of other reservations."""
+    report finds it even behind more than one fold's worth of other reservations, folding the
+    log up to it and no further. A fenced report that rightly matches nothing folds nothing."""
     from webhook_guard.core.processing import AttemptResult
     from webhook_guard.queues import sqlite as sqlite_queue
 
     queue = SQLiteQueue(tmp_path / "store.db")
-    reserved = [queue.reserve(_delivery(), "celery").delivery_id for _ in range(2)]
-    reserved += [
-        queue.reserve(_delivery(), "celery").delivery_id for _ in range(sqlite_queue.FOLD_ROWS + 7)
+    reserved = [
+        queue.reserve(_delivery(), "celery").delivery_id for _ in range(sqlite_queue.FOLD_ROWS + 9)
     ]
     conn = queue._connection()
-    assert conn.execute("SELECT COUNT(*) FROM deliveries").fetchone()[0] == 0
-    assert queue.get(reserved[-1]) is not None and queue.get(reserved[-1]).status == "queued"
-    assert queue.counts() == {"queued": len(reserved)}
-    assert queue.claim(30) is None  # folded now, and still a broker's to run
 
-    last = reserved[-1]
-    queue.attempt_started(last, 1)  # behind a whole fold: the report folds until it finds it
-    assert queue.get(last).status == "processing"
-    queue.attempt_finished(last, 1, AttemptResult("processed"))
-    record = queue.get(last)
-    assert record.status == "processed" and [a.outcome for a in record.attempt_log] == [
-        "processed"
-    ]
-    assert conn.execute("SELECT COUNT(*) FROM ingest").fetchone()[0] == 0
+    def logged() -> int:
+        return int(conn.execute("SELECT COUNT(*) FROM ingest").fetchone()[0])
+
+    assert conn.execute("SELECT COUNT(*) FROM deliveries").fetchone()[0] == 0
+    record = queue.get(reserved[-1])
+    assert record is not None and record.status == "queued"
+    assert queue.counts() == {"queued": len(reserved)}
+
+    target = reserved[-3]  # behind a whole fold's worth of others
+    queue.attempt_started(target, 1)
+    assert logged() == 2  # folded up to it, and no further
+    record = queue.get(target)
+    assert record is not None and record.status == "processing"
+    queue.attempt_finished(target, 0, AttemptResult("retrying", 0.0, "late"))  # fenced out
+    assert logged() == 2
+    queue.attempt_finished(target, 1, AttemptResult("processed"))
+    record = queue.get(target)
+    assert record is not None and record.status == "processed"
+    assert [a.outcome for a in record.attempt_log] == ["processed"]
     assert queue.counts() == {"queued": len(reserved) - 1, "processed": 1}
-    assert queue.claim(30) is None
+    assert queue.claim(30) is None  # it folds the rest, and none is this queue's to run
+    assert logged() == 0
 
 
 def test_releasing_an_unfolded_reservation_forgets_it_and_frees_its_key(tmp_path: Path) -> None:
