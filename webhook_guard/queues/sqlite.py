@@ -34,7 +34,7 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Collection, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any, Literal
@@ -605,13 +605,18 @@ class SQLiteQueue:
         if self._writer is None or not self._writer.is_alive():
             with self._guard_lock:
                 if self._writer is None or not self._writer.is_alive():
-                    self._writer = threading.Thread(
-                        target=self._write_forever,
-                        name=f"webhook_guard sqlite writer {os.path.basename(self.path)}",
-                        daemon=True,
-                    )
-                    self._writer.start()
+                    self._writer = self._start_thread("writer", self._write_forever)
         self._writer_wake.set()
+
+    def _start_thread(self, role: str, target: Callable[[], None]) -> threading.Thread:
+        """A daemon thread of this queue, named for ``ps``/``py-spy`` (its role and file)."""
+        thread = threading.Thread(
+            target=target,
+            name=f"webhook_guard sqlite {role} {os.path.basename(self.path)}",
+            daemon=True,
+        )
+        thread.start()
+        return thread
 
     def _write_forever(self) -> None:
         """The writer thread: whenever woken, commit everything pending in one transaction
@@ -647,12 +652,7 @@ class SQLiteQueue:
         lock, where an idle checkpointer decides to end, so no wake-up is lost)."""
         with self._guard_lock:
             if self._checkpointer is None:
-                self._checkpointer = threading.Thread(
-                    target=self._checkpoint_forever,
-                    name=f"webhook_guard sqlite checkpointer {os.path.basename(self.path)}",
-                    daemon=True,
-                )
-                self._checkpointer.start()
+                self._checkpointer = self._start_thread("checkpointer", self._checkpoint_forever)
             self._checkpoint_wake.set()
 
     def _checkpoint_forever(self) -> None:
