@@ -54,17 +54,35 @@ def guard_on(queue: BrokerQueue, handler: Handler) -> Guard:
 
 def through_a_restart(
     server: PostgresServer,
-    guard: Guard,
-    handler: Handler,
+    queue: BrokerQueue,
     start_worker: Callable[[], Any],
     *,
     worker_survives: bool,
 ) -> None:
     """Deliveries before a crash-like stop, 503 + Retry-After (sync and async) while it is
-    down, 200 again once it is back with the same Guard: every acknowledged delivery runs
-    exactly once. ``worker_survives``: the engine's worker runs on through the outage (else it
-    is found dead afterwards, as a supervisor would, and started again)."""
-    store: Any = guard.queue.store  # type: ignore[attr-defined]
+    down, 200 again once it is back with the same Guard on ``queue``: every acknowledged
+    delivery runs exactly once. ``worker_survives``: the engine's worker runs on through the
+    outage (else it is found dead afterwards, as a supervisor would, and started again). The
+    Guard, the queue and the queue's PostgreSQL store are closed at the end."""
+    handler = Handler()
+    guard = guard_on(queue, handler)
+    store: Any = queue.store
+    try:
+        _through_a_restart(server, guard, handler, store, start_worker, worker_survives)
+    finally:
+        guard.close()
+        queue.close()
+        store.dispose()
+
+
+def _through_a_restart(
+    server: PostgresServer,
+    guard: Guard,
+    handler: Handler,
+    store: Any,
+    start_worker: Callable[[], Any],
+    worker_survives: bool,
+) -> None:
     worker = start_worker()
     try:
         acknowledged = [
@@ -107,16 +125,7 @@ def test_procrastinate_through_a_postgres_restart(server: PostgresServer) -> Non
     with app.open():
         app.schema_manager.apply_schema()
     queue = ProcrastinateQueue(server.url, PostgresQueue(server.url), queue_name="wg_restart")
-    handler = Handler()
-    guard = guard_on(queue, handler)
-    try:
-        through_a_restart(
-            server, guard, handler, lambda: ProcrastinateWorker(queue), worker_survives=True
-        )
-    finally:
-        guard.close()
-        queue.close()
-        queue.store.dispose()  # type: ignore[attr-defined]
+    through_a_restart(server, queue, lambda: ProcrastinateWorker(queue), worker_survives=True)
 
 
 @contextlib.contextmanager
@@ -160,15 +169,6 @@ def test_django_tasks_through_a_postgres_restart(server: PostgresServer) -> None
         from webhook_guard.queues.postgres import PostgresQueue
 
         queue = DjangoTasksQueue("default", PostgresQueue(server.url), queue_name="wg_restart")
-        handler = Handler()
-        guard = guard_on(queue, handler)
-        try:
-            # db_worker's loop re-raises any database error but a locked SQLite file: the
-            # worker process exits while PostgreSQL is down, and must be started again.
-            through_a_restart(
-                server, guard, handler, lambda: DjangoTasksWorker(queue), worker_survives=False
-            )
-        finally:
-            guard.close()
-            queue.close()
-            queue.store.dispose()  # type: ignore[attr-defined]
+        # db_worker's loop re-raises any database error but a locked SQLite file: the worker
+        # process exits while PostgreSQL is down, and must be started again.
+        through_a_restart(server, queue, lambda: DjangoTasksWorker(queue), worker_survives=False)
