@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import contextvars
 import json
 import logging
 import os
@@ -158,19 +157,16 @@ class ArqQueue(BrokerQueue):
             raise QueueUnavailable(f"arq: {self!r}: {error or type(error).__name__}") from error
 
     async def aenqueue(self, delivery: Delivery) -> EnqueueResult:
-        loop = asyncio.get_running_loop()
-        # In the request's context: the store's wait ends by the request's deadline.
-        context = contextvars.copy_context()
-        result = await loop.run_in_executor(
-            None, context.run, self.store.reserve, delivery, self.engine
-        )
+        # In the request's context (to_thread copies it): the store's wait ends by the
+        # request's deadline.
+        result = await asyncio.to_thread(self.store.reserve, delivery, self.engine)
         if result.status is Enqueued.DUPLICATE:
             return result
         try:
             await asyncio.wait_for(self._apublish(delivery.to_envelope()), PUBLISH_TIMEOUT)
         except Exception as error:
             try:
-                await loop.run_in_executor(None, self.store.release, delivery)
+                await asyncio.to_thread(self.store.release, delivery)
             except Exception:
                 logger.exception("could not release %s after a failed publish", delivery.id)
             reason = f"{error or type(error).__name__}"

@@ -13,7 +13,6 @@ This module imports no engine.
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import importlib
 import logging
 import os
@@ -82,10 +81,7 @@ class BrokerQueue(ABC):
     async def aenqueue(self, delivery: Delivery) -> EnqueueResult:
         """``enqueue`` off the event loop, in the request's context: the store's wait ends by
         the request's deadline (``core.deadline``), executor queueing included."""
-        context = contextvars.copy_context()
-        return await asyncio.get_running_loop().run_in_executor(
-            None, context.run, self.enqueue, delivery
-        )
+        return await asyncio.to_thread(self.enqueue, delivery)  # to_thread copies the context
 
     def record_rejection(self, rejection: Rejection) -> None:
         """Keep a refused request's metadata in the store's history."""

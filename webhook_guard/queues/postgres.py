@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import contextvars
 import json
 import logging
 import os
@@ -430,10 +429,7 @@ class PostgresQueue:
     async def aenqueue(self, delivery: Delivery) -> EnqueueResult:
         """``enqueue`` in a thread: the event loop never waits for PostgreSQL. It runs in the
         request's context, so it ends by the request's deadline, executor queueing included."""
-        context = contextvars.copy_context()
-        return await asyncio.get_running_loop().run_in_executor(
-            None, context.run, self.enqueue, delivery
-        )
+        return await asyncio.to_thread(self.enqueue, delivery)  # to_thread copies the context
 
     def record_rejection(self, rejection: Rejection) -> None:
         """Best effort: never waits for a free connection, gives up after
