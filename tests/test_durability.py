@@ -17,6 +17,7 @@ import pytest
 
 from tests.contract import HTTPTransport, sample_app_env
 from tests.servers import (
+    BIN,
     ROOT,
     free_port,
     gunicorn_command,
@@ -68,11 +69,24 @@ SAMPLES = {
     ),
 }
 DELIVERIES = 40
+# SQLiteQueue's two modes ("power": synchronous=FULL, the default; "process": NORMAL). Both
+# promise that a 200 survives a killed process, so every kill -9 test runs in both.
+DURABILITIES = ("power", "process")
 
 
-def _env(tmp_path: Path, framework: str) -> dict[str, str]:
+def _queue_url(tmp_path: Path, durability: str) -> str:
+    """The SQLite queue at ``sample_env``'s database (``WEBHOOK_GUARD_DB``) in ``durability``
+    mode: the URL wins over the path, so the sample apps and their workers open it so."""
+    return f"sqlite:///{tmp_path / 'webhook_guard.db'}?durability={durability}"
+
+
+def _env(tmp_path: Path, framework: str, durability: str = "power") -> dict[str, str]:
+    """The sample app's environment, worker external, its queue in ``durability`` mode."""
     pytest.importorskip(framework)
-    extra = {"WEBHOOK_GUARD_WORKER": "external"}
+    extra = {
+        "WEBHOOK_GUARD_WORKER": "external",
+        "WEBHOOK_GUARD_QUEUE": _queue_url(tmp_path, durability),
+    }
     if framework == "django":
         extra["DJANGO_SETTINGS_MODULE"] = "sample_apps.django_app.settings"
     return sample_env(tmp_path, **extra)
@@ -95,12 +109,42 @@ def _signed(body: bytes) -> dict[str, str]:
     return get_scheme("cloudaipilot").sign(body, secret)
 
 
+@pytest.mark.parametrize("durability", DURABILITIES)
+@pytest.mark.parametrize("sample", SAMPLES)
+def test_the_samples_queue_takes_its_durability_from_the_environment(
+    sample: str, durability: str, tmp_path: Path
+) -> None:
+    """What the kill -9 tests rely on to cover both modes: the app's Guard (as the server and
+    the worker import it) opens its queue in the mode ``_env`` asks for."""
+    framework, _, _, target = SAMPLES[sample]
+    env = _env(tmp_path, framework, durability)
+    module, attribute = target.split(":")
+    shown = subprocess.run(
+        [str(BIN / "python"), "-c", _SHOW_QUEUE, module, attribute],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    assert shown == f"<SQLiteQueue {str(tmp_path / 'webhook_guard.db')!r} durability={durability}>"
+
+
+_SHOW_QUEUE = (
+    "import importlib, sys; "
+    "print(repr(getattr(importlib.import_module(sys.argv[1]), sys.argv[2]).queue))"
+)
+
+
+@pytest.mark.parametrize("durability", DURABILITIES)
 @pytest.mark.parametrize("count", [DELIVERIES, pytest.param(1000, marks=pytest.mark.slow)])
 @pytest.mark.parametrize("sample", SAMPLES)
-def test_every_200_survives_kill_9_of_the_server(sample: str, count: int, tmp_path: Path) -> None:
+def test_every_200_survives_kill_9_of_the_server(
+    sample: str, count: int, durability: str, tmp_path: Path
+) -> None:
     """kill -9 right after the 200s; a worker started afterwards processes every one of them."""
     framework, command, app, target = SAMPLES[sample]
-    env = _env(tmp_path, framework)
+    env = _env(tmp_path, framework, durability)
     port = free_port()
     transport = HTTPTransport("127.0.0.1", port)
     bodies = {json.dumps({"event": "crash.server", "n": n}).encode() for n in range(count)}
@@ -129,13 +173,14 @@ def test_every_200_survives_kill_9_of_the_server(sample: str, count: int, tmp_pa
     assert runs == {i: hashlib.sha256(b).hexdigest() for i, b in accepted.items()}
 
 
+@pytest.mark.parametrize("durability", DURABILITIES)
 @pytest.mark.parametrize("sample", SAMPLES)
 def test_kill_9_of_the_worker_mid_handler_is_retried_after_the_lease(
-    sample: str, tmp_path: Path
+    sample: str, durability: str, tmp_path: Path
 ) -> None:
     """A worker killed inside a handler loses its lease; the next worker runs the delivery."""
     framework, command, app, target = SAMPLES[sample]
-    env = _env(tmp_path, framework)
+    env = _env(tmp_path, framework, durability)
     port = free_port()
     body = json.dumps({"event": "crash.worker", "slow": 60}).encode()
     with serve(command(app, port), env, port, tmp_path / "server.log"):

@@ -1,6 +1,7 @@
 """The crash matrix at 1 000 deliveries: workers killed with ``kill -9`` again and again while
 they drain (some handlers are slow, so kills land inside them), for every sample app, and the
-embedded queue with its whole web server killed mid-processing. Nothing accepted is lost.
+embedded queue with its whole web server killed mid-processing, each in both durability modes.
+Nothing accepted is lost.
 
 (``tests/test_durability.py`` holds the server-side ``kill -9`` after 1 000 200s.)
 """
@@ -24,7 +25,7 @@ from tests.servers import (
     stop,
     wait_until,
 )
-from tests.test_durability import SAMPLES, _env, _signed, _start_worker
+from tests.test_durability import DURABILITIES, SAMPLES, _env, _queue_url, _signed, _start_worker
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 COUNT = 1000
@@ -55,11 +56,14 @@ def _done(tmp_path: Path) -> set[str]:
     return {p["id"] for p in processed(tmp_path)}
 
 
+@pytest.mark.parametrize("durability", DURABILITIES)
 @pytest.mark.parametrize("sample", SAMPLES)
-def test_workers_killed_while_draining_lose_nothing(sample: str, tmp_path: Path) -> None:
+def test_workers_killed_while_draining_lose_nothing(
+    sample: str, durability: str, tmp_path: Path
+) -> None:
     """Three workers are kill -9'd mid-drain; a fourth finishes: every delivery processed."""
     framework, command, app, target = SAMPLES[sample]
-    env = _env(tmp_path, framework)
+    env = _env(tmp_path, framework, durability)
     port = free_port()
     with serve(command(app, port), env, port, tmp_path / "server.log"):
         accepted = _send(port, _bodies())
@@ -78,11 +82,14 @@ def test_workers_killed_while_draining_lose_nothing(sample: str, tmp_path: Path)
     assert _done(tmp_path) == accepted
 
 
-def test_embedded_queue_survives_kill_9_of_the_whole_server(tmp_path: Path) -> None:
+@pytest.mark.parametrize("durability", DURABILITIES)
+def test_embedded_queue_survives_kill_9_of_the_whole_server(
+    durability: str, tmp_path: Path
+) -> None:
     """The web server (and its embedded worker) is killed mid-drain; after a restart the first
     request of any kind restarts the worker, and every delivery is processed."""
     pytest.importorskip("flask")
-    env = sample_env(tmp_path)
+    env = sample_env(tmp_path, WEBHOOK_GUARD_QUEUE=_queue_url(tmp_path, durability))
     port = free_port()
     command = gunicorn_command(
         "sample_apps.flask_app:app", port, workers=2, worker_class="gthread", threads=4
