@@ -12,7 +12,10 @@ durabilities ("power" = ``synchronous=FULL``, "process" = ``NORMAL``):
 - ``Guard.receive`` from 16 threads at once (a gthread worker with many threads);
 - ``Guard.areceive`` x 16 concurrent on one asyncio loop (the ASGI middleware's path);
 - reference: one plain ``INSERT`` of the same body per transaction into a one-table WAL database
-  (the research baseline's "SQLite WAL 1 txn/insert"), same durability.
+  (the research baseline's "SQLite WAL 1 txn/insert"), same durability;
+- floor: the two writes a durable, deduplicated ack needs (the dedupe key and the ingest-log
+  row, one transaction) through plain ``sqlite3`` on the queue's own file, parameters built
+  before timing: what is left for a sync worker once the library's Python is gone.
 
 Rows per commit (how well group commit works) come from counting ``SQLiteQueue._commit`` calls
 (a private method wrapped for diagnostics). Repetitions are interleaved; medians are shown.
@@ -20,9 +23,11 @@ With ``--pin`` (default when there are >= 2 CPUs) the process runs on CPU 1 only
 of ``ack_path.py`` do, so threads share one core.
 
 Diagnostics: where the CPU of ``Guard.admit`` goes; WAL pages written per delivery vs a plain
-INSERT; and the latency distribution of sequential ``Guard.receive`` with SQLite's WAL
-auto-checkpoint on (the default: a checkpoint runs inside whichever request crosses 1 000 WAL
-pages) vs off on the library's connection (private; shows what those checkpoints cost).
+INSERT; the store's two statements (the dedupe key, the ingest row) timed alone and together,
+1 and 16 rows per transaction, on a file already holding 20 000 deliveries; and the latency
+distribution of sequential ``Guard.receive`` with SQLite's WAL auto-checkpoint on (a
+checkpoint runs inside whichever request crosses the interval) vs off on the library's
+connection (private; shows what those checkpoints cost).
 
 Part 2, drain: a backlog of ``--backlog`` (5 000) deliveries with a no-op handler, then
 ``Worker(guard).drain()`` timed; also a 1 000 backlog, to show how the rate scales with the
@@ -68,6 +73,7 @@ from _common import (
 )
 
 from webhook_guard import Guard, SQLiteQueue
+from webhook_guard.queues import sqlite as sqlite_queue
 from webhook_guard.worker import Worker
 
 SECRET = BENCH_SECRET
@@ -219,8 +225,30 @@ def run_plain(path: str, durability: str, n: int) -> tuple[float, float]:
     return elapsed / n, 1.0
 
 
+def run_store_floor(path: str, durability: str, n: int) -> tuple[float, float]:
+    """The SQL a durable, deduplicated ack cannot do without, and nothing else: the dedupe key
+    and the ingest-log row in one ``BEGIN IMMEDIATE`` transaction, on the queue's own file and
+    settings, through plain ``sqlite3``. Every statement's parameters are built before the clock
+    starts (from admitted deliveries), so the gap between ``Guard.receive`` and this row is the
+    library's Python, and the gap between this row and the plain INSERT is the second B-tree
+    and the larger row (diagnostics; private statements of ``webhook_guard.queues.sqlite``)."""
+    guard = new_guard(path, durability)
+    guard.receive("POST", "/webhook", *request())  # creates the schema, as the others do
+    assert isinstance(guard.queue, SQLiteQueue)
+    con = guard.queue._connection()  # its PRAGMAs: synchronous, checkpoint interval
+    params = store_params(guard, n)
+    t0 = time.perf_counter()
+    for row in params:
+        write_statements(con, [row], ("claim", "append"))
+    elapsed = time.perf_counter() - t0
+    assert_all_new(guard, 1 + n)
+    guard.close()
+    return elapsed / n, 1.0
+
+
 CANDIDATES: dict[str, Callable[[str, str, int], tuple[float, float]]] = {
     "reference: plain INSERT, 1 txn per row (one-table WAL db)": run_plain,
+    "floor: the dedupe key + the ingest row, 1 txn, raw sqlite3": run_store_floor,
     "Guard.admit only (verify + Delivery, no store)": run_admit,
     "Guard.receive, 1 thread (sync worker)": run_sequential,
     "Guard.receive, 16 threads (gthread-like)": run_threads,
@@ -262,7 +290,7 @@ def part_enqueue(work: str, reps: int, n: int) -> None:
                     f"{per * 1e6:,.1f}",
                     f"{1 / per:,.0f}",
                     f"{per / ref:.2f}",
-                    "-" if "admit" in name or "reference" in name else f"{rpc:.2f}",
+                    "-" if name.startswith(("Guard.admit", "reference", "floor")) else f"{rpc:.2f}",
                 )
             )
     print(
@@ -377,6 +405,81 @@ def receive_tail(work: str, durability: str, autocheckpoint: bool, n: int) -> tu
         shutil.rmtree(folder, ignore_errors=True)
 
 
+# What each of the store's two statements costs, alone and together, with 1 and 16 rows per
+# transaction (a sync worker's commit and a full ASGI group commit), on a file that already
+# holds this many deliveries: a random dedupe key lands on a different 4 KiB page each time, so
+# its cost depends on how big the table has grown, not on how many rows share a commit.
+STATEMENT_PREFILL = 20_000
+STATEMENT_ROWS = 4_000
+
+
+StatementParams = tuple[tuple[Any, ...], tuple[Any, ...]]
+
+
+def store_params(guard: Guard, count: int) -> list[StatementParams]:
+    """The parameters of the store's two statements (the dedupe key, the ingest-log row) for
+    ``count`` new admitted deliveries, as ``SQLiteQueue`` builds them."""
+    now = time.time()
+    made = []
+    for h, body in [request() for _ in range(count)]:
+        d = guard.admit("POST", h, body)
+        claim = (d.endpoint, d.dedupe_key, d.id, now + 86400, now)
+        append = (
+            d.id,
+            d.endpoint,
+            d.scheme,
+            d.event_type,
+            d.dedupe_key,
+            d.received_at,
+            json.dumps(list(d.headers)),
+            d.body,
+            d.body_sha256,
+            now,
+            "sqlite",
+        )
+        made.append((claim, append))
+    return made
+
+
+def write_statements(
+    con: sqlite3.Connection, batch: list[StatementParams], which: tuple[str, ...]
+) -> None:
+    """One ``BEGIN IMMEDIATE`` transaction of ``which`` statements ("claim", "append") per row
+    of ``batch`` (the queue's private statements; diagnostics)."""
+    con.execute("BEGIN IMMEDIATE")
+    for claim, append in batch:
+        if "claim" in which:
+            con.execute(sqlite_queue._CLAIM_KEY, claim)
+        if "append" in which:
+            con.execute(sqlite_queue._APPEND_INGEST, append)
+    con.execute("COMMIT")
+
+
+def statement_costs(work: str, durability: str, rows_per_txn: int, smoke: bool) -> tuple[str, ...]:
+    """µs per row of the dedupe key alone, the ingest row alone and both, through plain
+    ``sqlite3`` on the queue's own file and settings (diagnostics)."""
+    prefill, n = (200, 64) if smoke else (STATEMENT_PREFILL, STATEMENT_ROWS)
+    found = []
+    for which in (("claim",), ("append",), ("claim", "append")):
+        folder = tempfile.mkdtemp(dir=work)
+        try:
+            guard = new_guard(os.path.join(folder, "q.db"), durability)
+            assert isinstance(guard.queue, SQLiteQueue)
+            con = guard.queue._connection()  # its PRAGMAs: synchronous, checkpoint interval
+            filler = store_params(guard, prefill)
+            for start in range(0, prefill, 500):  # the file as a busy day leaves it
+                write_statements(con, filler[start : start + 500], ("claim", "append"))
+            timed = store_params(guard, n)
+            t0 = time.perf_counter()
+            for start in range(0, n, rows_per_txn):
+                write_statements(con, timed[start : start + rows_per_txn], which)
+            found.append(f"{(time.perf_counter() - t0) / n * 1e6:.1f}")
+            guard.close()
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+    return (durability, str(rows_per_txn), *found)
+
+
 def part_costs(work: str, smoke: bool = False) -> None:
     print("\n### Where the ack's own cost goes (diagnostics)\n")
     print(
@@ -399,6 +502,28 @@ def part_costs(work: str, smoke: bool = False) -> None:
             ),
             rows,
             right=1,
+        )
+    )
+    statements = [
+        statement_costs(work, durability, rows_per_txn, smoke)
+        for durability in DURABILITIES
+        for rows_per_txn in (1, 16)
+    ]
+    print(
+        "\nThe store's SQL by statement, through plain `sqlite3` on the queue's file, after "
+        f"{200 if smoke else STATEMENT_PREFILL:,} deliveries (us per row):\n"
+    )
+    print(
+        md_table(
+            (
+                "durability",
+                "rows per transaction",
+                "dedupe key alone",
+                "ingest row alone",
+                "both (the request path's SQL)",
+            ),
+            statements,
+            right=2,
         )
     )
     sizes = {"process": 4000, "power": 1500}
