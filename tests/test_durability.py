@@ -72,6 +72,11 @@ DELIVERIES = 40
 # SQLiteQueue's two modes ("power": synchronous=FULL, the default; "process": NORMAL). Both
 # promise that a 200 survives a killed process, so every kill -9 test runs in both.
 DURABILITIES = ("power", "process")
+# Prints the repr of a Guard's queue, the Guard given as module and attribute.
+_SHOW_QUEUE = (
+    "import importlib, sys; "
+    "print(repr(getattr(importlib.import_module(sys.argv[1]), sys.argv[2]).queue))"
+)
 
 
 def _queue_url(tmp_path: Path, durability: str) -> str:
@@ -128,12 +133,6 @@ def test_the_samples_queue_takes_its_durability_from_the_environment(
         check=True,
     ).stdout.strip()
     assert shown == f"<SQLiteQueue {str(tmp_path / 'webhook_guard.db')!r} durability={durability}>"
-
-
-_SHOW_QUEUE = (
-    "import importlib, sys; "
-    "print(repr(getattr(importlib.import_module(sys.argv[1]), sys.argv[2]).queue))"
-)
 
 
 @pytest.mark.parametrize("durability", DURABILITIES)
