@@ -418,26 +418,14 @@ StatementParams = tuple[tuple[Any, ...], tuple[Any, ...]]
 
 def store_params(guard: Guard, count: int) -> list[StatementParams]:
     """The parameters of the store's two statements (the dedupe key, the ingest-log row) for
-    ``count`` new admitted deliveries, as ``SQLiteQueue`` builds them."""
+    ``count`` new admitted deliveries, built as ``SQLiteQueue`` builds them (its private
+    ``_ingest_row``: diagnostics)."""
     now = time.time()
     made = []
     for h, body in [request() for _ in range(count)]:
         d = guard.admit("POST", h, body)
         claim = (d.endpoint, d.dedupe_key, d.id, now + 86400, now)
-        append = (
-            d.id,
-            d.endpoint,
-            d.scheme,
-            d.event_type,
-            d.dedupe_key,
-            d.received_at,
-            json.dumps(list(d.headers)),
-            d.body,
-            d.body_sha256,
-            now,
-            "sqlite",
-        )
-        made.append((claim, append))
+        made.append((claim, sqlite_queue._ingest_row(d, now, "sqlite")))
     return made
 
 

@@ -301,6 +301,24 @@ class _Pending:
         self.future: asyncio.Future[None] | None = None
 
 
+def _ingest_row(delivery: Delivery, now: float, engine: str) -> tuple[Any, ...]:
+    """The parameters of ``_APPEND_INGEST`` for ``delivery``, logged at ``now`` for ``engine``."""
+    d = delivery
+    return (
+        d.id,
+        d.endpoint,
+        d.scheme,
+        d.event_type,
+        d.dedupe_key,
+        d.received_at,
+        json.dumps(list(d.headers)),
+        d.body,
+        d.body_sha256,
+        now,
+        engine,
+    )
+
+
 def _settle(batch: list[_Pending]) -> None:
     """Wake whoever waits for the writes of a committed (or failed) batch: each thread by its
     lock, and each event loop once for all its coroutines (one ``call_soon_threadsafe``, a
@@ -845,22 +863,7 @@ class SQLiteQueue:
                     (d.endpoint, d.dedupe_key),
                 ).fetchone()
                 return EnqueueResult(Enqueued.DUPLICATE, first[0])
-        conn.execute(
-            _APPEND_INGEST,
-            (
-                d.id,
-                d.endpoint,
-                d.scheme,
-                d.event_type,
-                d.dedupe_key,
-                d.received_at,
-                json.dumps(list(d.headers)),
-                d.body,
-                d.body_sha256,
-                now,
-                item.engine,
-            ),
-        )
+        conn.execute(_APPEND_INGEST, _ingest_row(d, now, item.engine))
         return EnqueueResult(Enqueued.NEW, d.id)
 
     # -- the worker side: claim, heartbeat, ack, retry, dead ---------------------------------
