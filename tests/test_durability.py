@@ -85,13 +85,15 @@ def _queue_url(tmp_path: Path, durability: str) -> str:
     return f"sqlite:///{tmp_path / 'webhook_guard.db'}?durability={durability}"
 
 
-def _env(tmp_path: Path, framework: str, durability: str = "power") -> dict[str, str]:
-    """The sample app's environment, worker external, its queue in ``durability`` mode."""
+def _env(
+    tmp_path: Path, framework: str, durability: str = "power", *, external: bool = True
+) -> dict[str, str]:
+    """The sample app's environment, its queue in ``durability`` mode, its worker external
+    (``external=False``: each web process runs its embedded worker)."""
     pytest.importorskip(framework)
-    extra = {
-        "WEBHOOK_GUARD_WORKER": "external",
-        "WEBHOOK_GUARD_QUEUE": _queue_url(tmp_path, durability),
-    }
+    extra = {"WEBHOOK_GUARD_QUEUE": _queue_url(tmp_path, durability)}
+    if external:
+        extra["WEBHOOK_GUARD_WORKER"] = "external"
     if framework == "django":
         extra["DJANGO_SETTINGS_MODULE"] = "sample_apps.django_app.settings"
     return sample_env(tmp_path, **extra)

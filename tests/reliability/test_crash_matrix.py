@@ -20,12 +20,11 @@ from tests.servers import (
     gunicorn_command,
     kill_hard,
     processed,
-    sample_env,
     serve,
     stop,
     wait_until,
 )
-from tests.test_durability import DURABILITIES, SAMPLES, _env, _queue_url, _signed, _start_worker
+from tests.test_durability import DURABILITIES, SAMPLES, _env, _signed, _start_worker
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 COUNT = 1000
@@ -88,8 +87,7 @@ def test_embedded_queue_survives_kill_9_of_the_whole_server(
 ) -> None:
     """The web server (and its embedded worker) is killed mid-drain; after a restart the first
     request of any kind restarts the worker, and every delivery is processed."""
-    pytest.importorskip("flask")
-    env = sample_env(tmp_path, WEBHOOK_GUARD_QUEUE=_queue_url(tmp_path, durability))
+    env = _env(tmp_path, "flask", durability, external=False)
     port = free_port()
     command = gunicorn_command(
         "sample_apps.flask_app:app", port, workers=2, worker_class="gthread", threads=4

@@ -19,12 +19,11 @@ from tests.servers import (
     free_port,
     gunicorn_command,
     processed,
-    sample_env,
     serve,
     uvicorn_command,
     wait_until,
 )
-from tests.test_durability import DURABILITIES, _queue_url
+from tests.test_durability import DURABILITIES, _env
 from webhook_guard.core.schemes import get_scheme
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -112,12 +111,9 @@ def test_ten_thousand_with_duplicates_are_each_processed_once(
 ) -> None:
     """All 10 500 requests get 200; 10 000 are new, 500 duplicates; each runs exactly once."""
     framework, command = SERVERS[server]
-    pytest.importorskip(framework)
+    env = _env(tmp_path, framework, durability, external=False)
     port = free_port()
     plan = _plan()
-    env = sample_env(tmp_path, WEBHOOK_GUARD_QUEUE=_queue_url(tmp_path, durability))
-    if framework == "django":
-        env["DJANGO_SETTINGS_MODULE"] = "sample_apps.django_app.settings"
     with serve(command(port), env, port, tmp_path / "server.log"):
         outcomes = _send_all(port, plan)
         assert wait_until(lambda: len(processed(tmp_path)) >= DELIVERIES, limit=300)
